@@ -1,0 +1,1 @@
+"""Audio tokenizers: ``[B, T]`` waveforms at ``sample_rate`` -> token sequences."""

@@ -1,0 +1,94 @@
+"""Where weight files come from: shipped with the package, a local path, ``hf://`` or ``https://``.
+
+Remote files land in a cache (``$ZOO_CACHE``, default ``~/.cache/zoo``), are written atomically and
+are checked against their sha256 before use. Offline, a remote file that is not cached gives one
+error saying exactly where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from zoo.errors import ZooError
+from zoo.resources import resolve_resource
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ZOO_CACHE", Path.home() / ".cache" / "zoo")).expanduser()
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None) -> Path:
+    if expected is not None:
+        actual = sha256_of(path)
+        if actual != expected.lower():
+            raise ZooError(f"{path}: sha256 is {actual}, expected {expected}; the file is corrupt or not the one named")
+    return path
+
+
+def cached_path(source: str) -> Path:
+    """Where a remote source is kept in the cache."""
+    if source.startswith("hf://"):
+        return cache_dir() / "hf" / source[len("hf://"):]
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return cache_dir() / "url" / digest / Path(source.split("?")[0]).name
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get("ZOO_OFFLINE", "0") != "0"
+
+
+def _download(source: str, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    os.close(fd)
+    try:
+        if source.startswith("hf://"):
+            try:
+                from huggingface_hub import hf_hub_download
+            except ImportError:
+                raise OSError("huggingface_hub is not installed (pip install huggingface_hub)") from None
+            parts = source[len("hf://"):].split("/")
+            if len(parts) < 3:
+                raise ZooError(f"{source}: expected hf://ORG/REPO/PATH/TO/FILE")
+            fetched = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]))
+            with open(fetched, "rb") as src, open(tmp, "wb") as dst:
+                dst.write(src.read())
+        else:
+            with urllib.request.urlopen(source, timeout=30) as response, open(tmp, "wb") as dst:
+                dst.write(response.read())
+        os.replace(tmp, destination)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def resolve_weights(source: str, sha256: str | None = None) -> Path:
+    """A local, verified path for ``source``; downloads into the cache only when online."""
+    if source.startswith(("hf://", "https://", "http://")):
+        local = cached_path(source)
+        if not local.is_file():
+            where = f"put the file at {local} (or set ZOO_CACHE)"
+            if _offline():
+                raise ZooError(f"{source} is not cached and downloads are off (HF_HUB_OFFLINE): {where}")
+            try:
+                _download(source, local)
+            except ZooError:
+                raise
+            except Exception as err:  # network errors of every kind end the same way for the user
+                raise ZooError(f"could not download {source} ({type(err).__name__}: {err}); {where}") from None
+        return verify_sha256(local, sha256)
+    local = resolve_resource(source)
+    if not local.is_file():
+        raise ZooError(f"weights file {source} not found (looked in the working directory and the package data)")
+    return verify_sha256(local, sha256)

@@ -1,0 +1,247 @@
+"""Saving and loading anything zoo builds: a recorded config plus one weights file.
+
+A folder written by ``save_pretrained`` holds ``config.json``::
+
+    {"target": "zoo.text.byte:ByteTokenizer", "modality": "text", "config": {...},
+     "zoo_version": "0.1.0", "metadata": {...}}
+
+and the object's weights file (``model.safetensors`` for networks, ``tokenizer.json`` for text).
+Constructor arguments are recorded automatically (as Hugging Face's hub mixin does), so every
+class rebuilds with ``cls(**config)``. Loading is strict and never unpickles.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from zoo.errors import ZooError
+
+CONFIG_NAME = "config.json"
+
+
+def import_target(target: str) -> Any:
+    """Import ``"package.module:Attribute"``; a bad target names itself in the error."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ZooError(f"target {target!r} is not of the form 'package.module:Attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ZooError(f"target {target!r}: cannot import module {module_name!r} ({err})") from err
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ZooError(f"target {target!r}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def target_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either the old file or the complete new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _check_json_serialisable(config: dict, owner: str) -> None:
+    try:
+        json.dumps(config)
+    except TypeError as err:
+        raise ZooError(f"{owner}: constructor arguments must be JSON-serialisable to save; {err}") from None
+
+
+class Pretrained:
+    """Mixin: records constructor arguments as ``config`` and saves / loads ``config.json`` + weights.
+
+    Subclasses set ``modality`` and ``weights_name`` and implement ``_save_weights`` /
+    ``_load_weights``. Set ``requires_weights = False`` for objects fully defined by their config
+    (bytes, a seeded random projection).
+    """
+
+    modality: ClassVar[str] = ""
+    weights_name: ClassVar[str] = "model.safetensors"
+    requires_weights: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            # Only the outermost constructor records: a subclass calling super().__init__ keeps its own arguments.
+            outermost = "_zoo_config" not in self.__dict__
+            if outermost:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = {}
+                for name, value in list(bound.arguments.items())[1:]:
+                    kind = signature.parameters[name].kind
+                    if kind is inspect.Parameter.VAR_KEYWORD:
+                        config.update(value)
+                    elif kind is inspect.Parameter.VAR_POSITIONAL:
+                        if value:
+                            raise ZooError(f"{cls.__name__}: positional *args cannot be recorded in a config")
+                    else:
+                        config[name] = value
+                object.__setattr__(self, "_zoo_config", config)
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    @property
+    def config(self) -> dict:
+        """The constructor arguments (JSON-serialisable) that rebuild this object."""
+        return json.loads(json.dumps(self.__dict__.get("_zoo_config", {})))
+
+    # -- weights, per kind ------------------------------------------------------------------------
+    def _save_weights(self, path: Path) -> None:
+        raise ZooError(f"{type(self).__name__} has no weights to save")
+
+    def _load_weights(self, path: Path) -> None:
+        raise ZooError(f"{type(self).__name__} has no weights to load")
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load this object's weights file (strict: every expected tensor, nothing extra)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ZooError(f"weights file {path} does not exist")
+        self._load_weights(path)
+
+    # -- folders ----------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, metadata: dict | None = None) -> Path:
+        """Write ``config.json`` and the weights file; ``config.json`` is written last, so its presence
+        marks a complete folder."""
+        from zoo import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        _check_json_serialisable(config, type(self).__name__)
+        if self.requires_weights or self._has_weights():
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.weights_name}.", suffix=".tmp", dir=directory)
+            os.close(fd)
+            try:
+                self._save_weights(Path(tmp))
+                os.replace(tmp, directory / self.weights_name)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        record = {
+            "target": target_of(type(self)),
+            "modality": self.modality,
+            "config": config,
+            "zoo_version": __version__,
+            "metadata": metadata or {},
+        }
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return directory
+
+    def _has_weights(self) -> bool:
+        return False
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides):
+        """Rebuild from a ``save_pretrained`` folder; ``overrides`` replace recorded config values."""
+        record = read_config(directory)
+        target_cls = import_target(record["target"])
+        if not (isinstance(target_cls, type) and issubclass(target_cls, cls)):
+            raise ZooError(f"{directory}: config.json names {record['target']}, which is not a {cls.__name__}")
+        obj = target_cls(**{**record["config"], **overrides})
+        weights = Path(directory) / target_cls.weights_name
+        if weights.is_file():
+            obj.load_weights(weights)
+        elif obj.requires_weights:
+            raise ZooError(f"{directory}: missing {target_cls.weights_name} next to config.json")
+        obj._zoo_metadata = record.get("metadata", {})
+        return obj
+
+
+def read_config(directory: str | Path) -> dict:
+    """Read and check a ``config.json``; errors name the folder and the missing or bad key."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise ZooError(f"{directory} is not a zoo checkpoint folder: {CONFIG_NAME} is missing")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ZooError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise ZooError(f"{path}: expected a JSON object")
+    for key, kind in (("target", str), ("config", dict), ("modality", str)):
+        if not isinstance(record.get(key), kind):
+            raise ZooError(f"{path}: key {key!r} must be a {kind.__name__}")
+    return record
+
+
+class PretrainedModule(nn.Module, Pretrained):
+    """An ``nn.Module`` whose weights are a ``model.safetensors`` state dict, loaded strictly.
+
+    Anything a recipe trains (tokenizers, SSL models, generators, teachers) derives from it and
+    implements ``training_losses(batch, step)``, returning a dict of named losses with ``loss``
+    the total, or a ``TokenizerOutput`` whose ``losses`` hold them.
+    """
+
+    weights_name: ClassVar[str] = "model.safetensors"
+
+    def _has_weights(self) -> bool:
+        return True
+
+    def _save_weights(self, path: Path) -> None:
+        from safetensors.torch import save_model
+
+        save_model(self, str(path))
+
+    def _load_weights(self, path: Path) -> None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        try:
+            missing, unexpected = load_model(self, str(path), strict=False, device="cpu")
+        except SafetensorError as err:
+            raise ZooError(f"{path}: not a valid safetensors file ({err})") from None
+        except RuntimeError as err:  # shape mismatches
+            raise ZooError(f"{path}: weights do not fit {type(self).__name__}: {err}") from None
+        if missing or unexpected:
+            raise ZooError(
+                f"{path}: weights do not match {type(self).__name__}: "
+                f"missing keys {sorted(missing)[:8]}, unexpected keys {sorted(unexpected)[:8]}"
+            )
+
+    def training_losses(self, batch: dict, step: int):
+        raise ZooError(f"{type(self).__name__} does not define training_losses(batch, step), so it cannot be trained")
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")

@@ -1,0 +1,1 @@
+"""Text tokenizers: ``str -> list[int]``, lossless."""

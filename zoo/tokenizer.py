@@ -1,0 +1,156 @@
+"""The Tokenizer contract, shared by every modality.
+
+=========  ===========================================  =============================================
+modality   ``encode(x)``                                ``decode(ids)``
+=========  ===========================================  =============================================
+text       ``str -> list[int]``,                        ``list[int] -> str``; lossless:
+           ``list[str] -> list[list[int]]``             ``decode(encode(s)) == s``
+image      float ``[B, 3, H, W]`` in ``[0, 1]`` ->      ids -> float ``[B, 3, H, W]`` in ``[0, 1]``
+           Long ``[B, h, w]``, ``[B, L]`` or
+           ``[B, h, w, q]``
+audio      float ``[B, T]`` in ``[-1, 1]`` at           ``AudioTokens`` (or ids) -> float ``[B, T]``
+           ``sample_rate`` (+ ``lengths``) ->
+           ``AudioTokens(ids [B, N] | [B, N, q],
+           lengths [B])``
+=========  ===========================================  =============================================
+
+Neural tokenizers are ``nn.Module``s (``NeuralTokenizer``) whose ``forward`` returns one type for
+every family, ``TokenizerOutput``, and which expose ``embed(ids)`` and ``codebook``.
+File paths, PIL images and wav files are converted at the edges (``encode_file``, the CLI).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.pretrained import Pretrained, PretrainedModule
+
+MODALITIES = ("text", "image", "audio")
+
+
+class AudioTokens(NamedTuple):
+    """Audio ids with the number of valid frames per item (padding frames hold ``-1``)."""
+
+    ids: torch.Tensor  # [B, N] or [B, N, q]
+    lengths: torch.Tensor  # [B]
+
+
+@dataclass
+class TokenizerOutput:
+    """What ``forward`` returns for every neural family.
+
+    Attributes:
+        output: the reconstruction (image / audio) or prediction (e.g. teacher features), or None.
+        indices: token ids, shaped as ``encode`` returns them.
+        losses: named loss terms; ``losses["loss"]`` is the total the trainer minimises.
+        extras: anything else a family wants to expose (latents, perplexity, masks).
+    """
+
+    output: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Tokenizer(Pretrained, ABC):
+    """Base of every tokenizer: ``modality``, ``vocab_size``, ``config``, ``encode`` / ``decode``."""
+
+    modality: ClassVar[str] = ""
+    has_decoder: ClassVar[bool] = True
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of distinct ids per codebook."""
+
+    @abstractmethod
+    def encode(self, x):
+        """Turn input into ids (see the module docstring for each modality)."""
+
+    def decode(self, ids):
+        """Turn ids back into input space."""
+        raise ZooError(f"{type(self).__name__} has no decoder: its tokens are labels, not a code to invert")
+
+    def encode_file(self, path: str | Path):
+        """Encode a file: UTF-8 text, an image (PNG, JPEG, ...) or audio (WAV, FLAC, ...)."""
+        from zoo import io
+
+        if self.modality == "text":
+            return self.encode(io.read_text(path))
+        if self.modality == "image":
+            return self.encode(io.read_image(path).unsqueeze(0))
+        if self.modality == "audio":
+            wave = io.read_audio(path, sample_rate=self.sample_rate)
+            return self.encode(wave.unsqueeze(0))
+        raise ZooError(f"{type(self).__name__}: unknown modality {self.modality!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(modality={self.modality!r}, vocab_size={self.vocab_size})"
+
+
+class NeuralTokenizer(PretrainedModule, Tokenizer):
+    """A tokenizer that is a network: ``forward(x) -> TokenizerOutput``, ``embed(ids)``, ``codebook``."""
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """Code vectors ``[K, D]`` (``[q, K, D]`` for several codebooks)."""
+        raise ZooError(f"{type(self).__name__} exposes no codebook")
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors for ids, as a generator consuming these tokens would use them."""
+        raise ZooError(f"{type(self).__name__} does not define embed(ids)")
+
+    def training_losses(self, batch: dict, step: int) -> TokenizerOutput:
+        """Default: run ``forward`` on the batch's input for this modality."""
+        key = {"image": "image", "audio": "audio"}.get(self.modality)
+        if key is None or key not in batch:
+            raise ZooError(f"{type(self).__name__}: batch has no {key!r} entry (keys: {sorted(batch)})")
+        return self(batch[key])
+
+
+# -- input checks shared by the families: one clear error at the boundary ----------------------------
+
+
+def check_images(x: Any, name: str = "images") -> torch.Tensor:
+    """Validate ``[B, 3, H, W]`` floats in ``[0, 1]``."""
+    if not isinstance(x, torch.Tensor):
+        raise ZooError(f"{name}: expected a float tensor [B, 3, H, W] in [0, 1], got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ZooError(f"{name}: expected shape [B, 3, H, W], got {list(x.shape)}")
+    if not x.is_floating_point():
+        raise ZooError(f"{name}: expected a float tensor in [0, 1], got dtype {x.dtype}")
+    if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+        raise ZooError(f"{name}: values must lie in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
+    return x
+
+
+def check_audio(x: Any, lengths: Any = None, name: str = "audio") -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ``[B, T]`` floats (mono) and return them with per-item lengths ``[B]``."""
+    if not isinstance(x, torch.Tensor):
+        raise ZooError(f"{name}: expected a float tensor [B, T], got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ZooError(f"{name}: expected shape [B, T] (mono, batched), got {list(x.shape)}")
+    if not x.is_floating_point():
+        raise ZooError(f"{name}: expected a float tensor in [-1, 1], got dtype {x.dtype}")
+    if lengths is None:
+        lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+    lengths = torch.as_tensor(lengths, dtype=torch.long)
+    if lengths.shape != (x.shape[0],) or (lengths < 0).any() or (lengths > x.shape[1]).any():
+        raise ZooError(f"{name}: lengths must be [B] integers in [0, {x.shape[1]}], got {lengths.tolist()}")
+    return x, lengths
+
+
+def check_ids(ids: Any, vocab_size: int, name: str = "ids") -> torch.Tensor:
+    """Validate integer ids in ``[0, vocab_size)``."""
+    ids = torch.as_tensor(ids)
+    if ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ZooError(f"{name}: expected integer ids, got dtype {ids.dtype}")
+    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ZooError(f"{name}: ids must lie in [0, {vocab_size}), got [{ids.min().item()}, {ids.max().item()}]")
+    return ids.long()
