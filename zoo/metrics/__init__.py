@@ -1,0 +1,29 @@
+"""Metrics by name. Each entry is a lazy ``"module:Class"`` so a text suite never imports image code.
+
+Families add their metrics here (one line each); ``build_metric(name, **options)`` builds one.
+"""
+
+from __future__ import annotations
+
+from zoo.errors import ZooError
+from zoo.metrics.base import EvalContext, Metric
+
+__all__ = ["METRICS", "EvalContext", "Metric", "build_metric"]
+
+METRICS: dict[str, str] = {}
+
+
+def build_metric(name: str, **options) -> Metric:
+    from zoo.pretrained import import_target
+
+    if name not in METRICS:
+        import difflib
+
+        close = difflib.get_close_matches(name, METRICS, n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"known: {', '.join(sorted(METRICS))}"
+        raise ZooError(f"unknown metric {name!r}; {hint}")
+    cls = import_target(METRICS[name])
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise ZooError(f"metric {name!r}: bad options {options} ({err})") from None
