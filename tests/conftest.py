@@ -1,0 +1,25 @@
+"""Test settings: offline, a private cache, deterministic seeds, one thread per process."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seeded(monkeypatch, tmp_path_factory):
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    # Remote weights and caches of tests never touch the user's ~/.cache/zoo; datasets keep a shared cache
+    # so rendered audio and reference statistics are built once per run.
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path_factory.getbasetemp() / "zoo-cache"))
+    yield
