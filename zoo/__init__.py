@@ -53,7 +53,10 @@ def load(name_or_dir: str | Path, pretrained: bool = False, **overrides):
     if path.is_dir():
         record = read_config(path)
         cls = import_target(record["target"])
-        return cls.from_pretrained(path, **overrides)
+        model = cls.from_pretrained(path, **overrides)
+        if hasattr(model, "eval"):  # a loaded folder is ready to use, like a registry entry
+            model.eval()
+        return model
     if "/" in text or text.startswith("."):
         raise ZooError(f"{text}: no such checkpoint folder (expected a folder holding config.json, or a registry name)")
     entry = registry.get(text)
