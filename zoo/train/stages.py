@@ -22,13 +22,34 @@ from zoo.train.trainer import FINAL, train_stage
 RUN_FILES = (FINAL, "checkpoints", "log.jsonl", "tensorboard", "eval")
 
 
+def process_state() -> PartialState:
+    """Join the process group ``accelerate launch`` set up (one process otherwise), refusing a silent split.
+
+    accelerate reads ``ACCELERATE_USE_CPU`` only when an ``Accelerator`` is built, so it is passed here too;
+    without it, two processes launched on a machine without GPUs each see a world of one and would train
+    two independent models into the same folder.
+    """
+    import os
+
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and state.num_processes != launched:
+        raise ZooError(
+            f"launched as {launched} processes but accelerate sees a world of {state.num_processes}; on a machine "
+            "without GPUs set ACCELERATE_USE_CPU=true (see docs/training.md, 'Distributed')"
+        )
+    return state
+
+
 def finished(stage_dir: Path) -> bool:
     return (stage_dir / FINAL / CONFIG_NAME).is_file()
 
 
 def run_plan(plan: Plan, resume: bool = False, overwrite: bool = False) -> Path:
     """Train every stage of ``plan``; returns the last stage's ``final`` folder."""
-    state = PartialState()  # starts the process group under `accelerate launch`; one process otherwise
+    state = process_state()
     stage_dirs = [plan.stage_dir(recipe) for recipe in plan.stages]
     existing = [d / name for d in stage_dirs for name in RUN_FILES if (d / name).exists()]
     if existing and not resume:

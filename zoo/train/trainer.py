@@ -47,7 +47,7 @@ FINAL = "final"
 def train_stage(recipe: Recipe, out_dir: Path, resume: bool = False, source: str = "") -> Path:
     """Train one stage and export ``out_dir/final``; returns that folder."""
     out_dir = Path(out_dir)
-    accelerator = Accelerator(mixed_precision=recipe.mixed_precision)
+    accelerator = make_accelerator(recipe.mixed_precision)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     log = RunLog(out_dir, enabled=main, tensorboard=recipe.log.tensorboard)
     try:
@@ -233,6 +233,17 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
 
 
 # -- building blocks, in the order the loop uses them -----------------------------------------------------
+
+
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator for one stage. accelerate keeps one global state per process and refuses a second
+    Accelerator with another precision, so a stage (or a second run in the same Python process) resets
+    that state first; the process group itself (PartialState) is kept."""
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import parse_flag_from_env
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def build_model(spec: ModelSpec):
