@@ -240,7 +240,7 @@ def build(cls: type, raw: Any, where: str, prefix: str = "", partial: bool = Fal
     for key, value in raw.items():
         if key not in hints:
             close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"did you mean {prefix}{close[0]!r}?" if close else f"known keys: {', '.join(names)}"
+            hint = f"did you mean {prefix + close[0]!r}?" if close else f"known keys: {', '.join(names)}"
             raise ZooError(f"{where}: unknown key {prefix + str(key)!r} ({hint})")
         values[key] = _coerce(value, hints[key], prefix + key, where, partial)
     if partial:
