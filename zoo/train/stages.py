@@ -52,6 +52,7 @@ def run_plan(plan: Plan, resume: bool = False, overwrite: bool = False) -> Path:
     state = process_state()
     stage_dirs = [plan.stage_dir(recipe) for recipe in plan.stages]
     existing = [d / name for d in stage_dirs for name in RUN_FILES if (d / name).exists()]
+    state.wait_for_everyone()  # every process looks before any writes, so all of them see the same folder
     if existing and not resume:
         if not overwrite:
             raise ZooError(
