@@ -347,6 +347,12 @@ class MetricWindow:
         return {k: float(v) for k, v in zip(keys, reduced.tolist())}
 
 
+def _split_like(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Views of a flat buffer shaped like ``tensors`` (the inverse of concatenating them)."""
+    pieces = flat.split([t.numel() for t in tensors])
+    return [piece.view_as(t) for piece, t in zip(pieces, tensors)]
+
+
 def average_gradients(accelerator: Accelerator, params: list[nn.Parameter]) -> None:
     """Replace each gradient by its mean over processes, in one all-reduce of a flat buffer.
 
@@ -357,26 +363,25 @@ def average_gradients(accelerator: Accelerator, params: list[nn.Parameter]) -> N
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     has_grad = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
-    flat = torch.cat([g.reshape(-1) for g in grads] + [has_grad])
-    flat = accelerator.reduce(flat, reduction="sum")
-    counts = flat[-len(params) :].tolist()
-    offset = 0
-    for p, g, count in zip(params, grads, counts):
-        n = g.numel()
+    flat = accelerator.reduce(torch.cat([g.reshape(-1) for g in grads] + [has_grad]), reduction="sum")
+    *summed, counts = _split_like(flat, [*grads, has_grad])
+    for p, total, count in zip(params, summed, counts.tolist()):
         if count > 0:
-            p.grad = (flat[offset : offset + n] / accelerator.num_processes).view_as(p).to(g.dtype)
-        offset += n
+            p.grad = total / accelerator.num_processes
 
 
 def sync_buffers(accelerator: Accelerator, model: nn.Module) -> None:
     """Copy the main process's buffers (running statistics, EMA codebooks) to the others, as DDP does."""
     if accelerator.num_processes == 1:
         return
-    buffers = [b for b in model.buffers() if b.dtype != torch.bool]  # gloo cannot broadcast bools
-    if buffers:
-        synced = broadcast(buffers, from_process=0)
-        with torch.no_grad():
-            for buffer, value in zip(buffers, synced):
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for buffer in model.buffers():
+        if buffer.dtype != torch.bool:  # gloo cannot broadcast bools
+            by_dtype.setdefault(buffer.dtype, []).append(buffer)
+    with torch.no_grad():
+        for group in by_dtype.values():  # one broadcast per dtype
+            flat = broadcast(torch.cat([b.reshape(-1) for b in group]), from_process=0)
+            for buffer, value in zip(group, _split_like(flat, group)):
                 buffer.copy_(value)
 
 
