@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from zoo.errors import ZooError
-from zoo.train.recipe import Recipe, apply_override, load_recipe, parse_override
+from zoo.train.recipe import apply_override, load_recipe, parse_override
+from zoo.train.schema import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = """

@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.train import train
 from zoo.train.data import StepSampler
 from zoo.train.logs import read_log
-from zoo.train.recipe import ScheduleSpec
+from zoo.train.schema import ScheduleSpec
 from zoo.train.trainer import learning_rate, named_losses
 
 RECIPE = "recipes/test/toy-image.yaml"
@@ -293,7 +293,7 @@ def test_data_order_is_a_function_of_the_seed():
 
 def test_random_transforms_repeat_by_position(tmp_path):
     from zoo.train.data import batches
-    from zoo.train.recipe import DataSpec
+    from zoo.train.schema import DataSpec
 
     dataset = load_dataset("synthetic-images:size=16,count=8", split="train")
     spec = DataSpec(train="synthetic-images", crop=12, flip=True)
@@ -302,3 +302,26 @@ def test_random_transforms_repeat_by_position(tmp_path):
     assert first[0].shape == (4, 3, 12, 12)
     assert torch.equal(first[2], resumed[0]) and torch.equal(first[3], resumed[1])
     assert not torch.equal(first[0], first[2])  # epoch 2 reshuffles and re-crops
+
+
+def test_audio_crop_and_streaming_datasets(tmp_path):
+    from torch.utils.data import IterableDataset
+
+    from zoo.train.data import batches
+    from zoo.train.schema import DataSpec
+
+    audio = load_dataset("synthetic-audio:count=8,sample_rate=8000")
+    batch = next(iter(batches(audio, DataSpec(train="x", audio_seconds=0.1), 4, 0, 0, 1)))
+    assert batch["audio"].shape == (4, 800) and batch["audio_lengths"].tolist() == [800] * 4
+
+    class Counting(IterableDataset):  # a stream of 5 labelled items, cycled by the loader
+        def __iter__(self):
+            return iter({"label": i} for i in range(5))
+
+    def labels(rank=0, world=1, start=0, n=3):
+        loader = batches(Counting(), DataSpec(train="x"), 4, 0, rank, world, start_batch=start)
+        return [b["label"].tolist() for _, b in zip(range(n), loader)]
+
+    assert labels() == [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1]]
+    assert labels(start=1, n=2) == labels()[1:]
+    assert [a + b for a, b in zip(labels(0, 2), labels(1, 2))] == labels()

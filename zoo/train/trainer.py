@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast, send_to_device, set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -37,9 +37,10 @@ from zoo.errors import ZooError
 from zoo.tokenizer import TokenizerOutput
 from zoo.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from zoo.train.data import batches, build_dataset, texts_of
+from zoo.train.distributed import average_gradients, sync_buffers, weight_stats
 from zoo.train.ema import EMA
-from zoo.train.logs import RunLog
-from zoo.train.recipe import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
+from zoo.train.logs import MetricWindow, RunLog
+from zoo.train.schema import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
 
 FINAL = "final"
 
@@ -223,10 +224,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     final = out_dir / FINAL
     if main:
         model.eval()
-        if ema is not None and recipe.ema.export:
-            with ema.applied(model):
-                export(model, final, metadata)
-        else:
+        with exported_weights(model, ema, recipe):
             export(model, final, metadata)
     accelerator.wait_for_everyone()
     return final
@@ -324,72 +322,11 @@ def named_losses(output, owner: str) -> dict[str, torch.Tensor]:
     return losses
 
 
-class MetricWindow:
-    """Sums of logged values since the last log line, kept on the device (no sync per step)."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, values: dict) -> None:
-        for key, value in values.items():
-            value = torch.as_tensor(value).detach().float().mean()
-            self.sums[key] = self.sums.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def mean(self, accelerator: Accelerator) -> dict[str, float]:
-        """Means over the window and over processes (every process holds the same keys: same steps)."""
-        if not self.sums:
-            return {}
-        keys = sorted(self.sums)
-        local = torch.stack([self.sums[k].to(accelerator.device) / self.counts[k] for k in keys])
-        reduced = accelerator.reduce(local, reduction="mean")
-        return {k: float(v) for k, v in zip(keys, reduced.tolist())}
-
-
-def _split_like(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Views of a flat buffer shaped like ``tensors`` (the inverse of concatenating them)."""
-    pieces = flat.split([t.numel() for t in tensors])
-    return [piece.view_as(t) for piece, t in zip(pieces, tensors)]
-
-
-def average_gradients(accelerator: Accelerator, params: list[nn.Parameter]) -> None:
-    """Replace each gradient by its mean over processes, in one all-reduce of a flat buffer.
-
-    A parameter without a gradient on one process counts as zero there; one without a gradient on
-    every process keeps ``grad=None`` (so the optimiser leaves it alone, as it would in one process).
-    """
-    if accelerator.num_processes == 1 or not params:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
-    flat = accelerator.reduce(torch.cat([g.reshape(-1) for g in grads] + [has_grad]), reduction="sum")
-    *summed, counts = _split_like(flat, [*grads, has_grad])
-    for p, total, count in zip(params, summed, counts.tolist()):
-        if count > 0:
-            p.grad = total / accelerator.num_processes
-
-
-def sync_buffers(accelerator: Accelerator, model: nn.Module) -> None:
-    """Copy the main process's buffers (running statistics, EMA codebooks) to the others, as DDP does."""
-    if accelerator.num_processes == 1:
-        return
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for buffer in model.buffers():
-        if buffer.dtype != torch.bool:  # gloo cannot broadcast bools
-            by_dtype.setdefault(buffer.dtype, []).append(buffer)
-    with torch.no_grad():
-        for group in by_dtype.values():  # one broadcast per dtype
-            flat = broadcast(torch.cat([b.reshape(-1) for b in group]), from_process=0)
-            for buffer, value in zip(group, _split_like(flat, group)):
-                buffer.copy_(value)
-
-
 @torch.no_grad()
 def evaluate(
     recipe: Recipe, model, ema: EMA | None, accelerator: Accelerator, suite_runner, out_dir: Path, step: int
 ) -> dict:
-    """Validation losses on ``data.val`` (all processes) and the eval suite (main process), with EMA weights."""
+    """Validation losses on ``data.val`` (all processes) and the eval suite (main process), on the exported weights."""
     record: dict = {}
     model.eval()
     if recipe.data.val is not None:
@@ -414,7 +351,7 @@ def evaluate(
                 )
         record.update({f"val_{k}": v for k, v in window.mean(accelerator).items()})
     if suite_runner is not None and accelerator.is_main_process:
-        with ema.applied(model) if ema is not None else contextlib.nullcontext():
+        with exported_weights(model, ema, recipe):
             results = suite_runner(
                 recipe.eval.suite,
                 tokenizers=[model],
@@ -455,12 +392,9 @@ def _numbers(results, prefix: str) -> dict:
     return {}
 
 
-def weight_stats(accelerator: Accelerator, model: nn.Module) -> list[list[float]]:
-    """Per-process [sum, sum of squares, position-weighted sum] of the weights, gathered (equal when in sync)."""
-    flat = torch.cat([t.detach().double().reshape(-1) for t in model.state_dict().values() if t.is_floating_point()])
-    positions = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device) / flat.numel()
-    local = torch.stack([flat.sum(), (flat * flat).sum(), (flat * positions).sum()])
-    return accelerator.gather(local.unsqueeze(0)).tolist()
+def exported_weights(model: nn.Module, ema: EMA | None, recipe: Recipe):
+    """The weights that get exported and evaluated: the EMA's when the recipe says so, else the live ones."""
+    return ema.applied(model) if ema is not None and recipe.ema.export else contextlib.nullcontext(model)
 
 
 def export(model, final: Path, metadata: dict) -> None:
