@@ -167,7 +167,9 @@ def _photo_sources() -> tuple[tuple[str, np.ndarray], ...]:
     for file_name in PHOTO_FILES:
         path = Path(data_dir) / file_name
         if not path.is_file():
-            raise ZooError(f"dataset 'photos': {path} is missing from scikit-image; reinstall it (pip install scikit-image)")
+            raise ZooError(
+                f"dataset 'photos': {path} is missing from scikit-image; reinstall it (pip install scikit-image)"
+            )
         with Image.open(path) as image:
             grey = image.mode in ("L", "I", "I;16", "1")
             pixels = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
