@@ -372,7 +372,7 @@ def describe_metric(metric) -> dict:
     return {
         "higher_is_better": metric.higher_is_better,
         "directions": dict(metric.directions),
-        "description": doc[0] if doc else "",
+        "description": doc[0].replace("``", "") if doc else "",
         "class": f"{type(metric).__module__}:{type(metric).__qualname__}",
     }
 

@@ -40,15 +40,18 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def leaderboard_columns(results: dict) -> list[tuple[str, str, str | None, bool | None]]:
-    """``(column, metric, key, higher_is_better)`` for every value, in suite order."""
+def leaderboard_columns(results: dict, details: bool = False) -> list[tuple[str, str, str | None, bool | None]]:
+    """``(column, metric, key, higher_is_better)`` for every value, in suite order.
+
+    Keys holding a dot (``usage.level0``) are details: left out unless ``details``.
+    """
     columns = []
     for metric_name, info in results["metrics"].items():
         keys: list[str | None] = []
         for values in results["results"].values():
             value = values.get(metric_name)
             if isinstance(value, dict):
-                keys += [k for k in value if k not in keys]
+                keys += [k for k in value if k not in keys and (details or "." not in k)]
             elif value is not None and None not in keys:
                 keys.append(None)
         for key in keys:
@@ -68,7 +71,7 @@ def format_value(value) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     return str(value)
 
 
@@ -98,20 +101,24 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(results: dict) -> str:
-    suite, run, data = results["suite"], results["run"], results["data"]
+def provenance_line(results: dict) -> str:
+    """Data, versions, date and processes in one line."""
+    run, data = results["run"], results["data"]
     git = run.get("git") or {}
-    lines = [
-        f"# {suite['name']}",
-        "",
-        suite.get("description") or "",
-        "",
-        f"Data: `{json.dumps(data['spec'])}`, {data['items']} {data['modality']} items. "
-        f"zoo {run['zoo_version']}, git {(git.get('hash') or 'unknown')[:12]}{' (dirty)' if git.get('dirty') else ''}, "
-        f"{run['date']}, {run['world_size']} process(es) on {run['device']}.",
-        "",
-        markdown_table(results),
-    ]
+    commit = (git.get("hash") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+    return (
+        f"data {json.dumps(data['spec'])}, {data['items']} {data['modality']} items; zoo {run['zoo_version']}, "
+        f"git {commit}; {run['date']}; {run['world_size']} process(es) on {run['device']}"
+    )
+
+
+def markdown_report(results: dict) -> str:
+    suite = results["suite"]
+    lines = [f"# {suite['name']}", ""]
+    if suite.get("description"):
+        lines += [suite["description"], ""]
+    line = provenance_line(results)
+    lines += [line[0].upper() + line[1:] + ".", "", markdown_table(results)]
     for label, notes in results.get("notes", {}).items():
         lines += [f"- `{label}`: {note}" for note in notes]
     return "\n".join(lines).rstrip() + "\n"
@@ -231,9 +238,12 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _leaderboard_html(results: dict) -> str:
-    columns = leaderboard_columns(results)
-    head = "".join(f"<th>{_esc(column)} {ARROWS[direction]}</th>" for column, _, _, direction in columns)
+def _leaderboard_html(results: dict, details: bool = False) -> str:
+    columns = leaderboard_columns(results, details)
+    head = "".join(
+        f"<th>{_esc(metric)}{'<br>' + _esc(key) if key else ''} {ARROWS[direction]}</th>"
+        for _, metric, key, direction in columns
+    )
     rows = []
     for label in results["results"]:
         cells = []
@@ -294,19 +304,17 @@ def _audio_tag(wave: torch.Tensor, sample_rate: int) -> str:
 
 def render_section(results: dict, figures: dict | None = None, examples: dict | None = None) -> str:
     """One suite's part of the page: leaderboard, examples, per-tokenizer figures, definitions, provenance."""
-    suite, run, data = results["suite"], results["run"], results["data"]
-    git = run.get("git") or {}
+    suite, run = results["suite"], results["run"]
     parts = [
         f"<section><h1>{_esc(suite['name'])}</h1>",
         f"<p>{_esc(suite.get('description') or '')}</p>",
-        f"<p class='meta'>data <code>{_esc(json.dumps(data['spec']))}</code> · {data['items']} "
-        f"{_esc(data['modality'])} items · {_esc(run['date'])} · zoo {_esc(run['zoo_version'])} · "
-        f"git {_esc((git.get('hash') or 'unknown')[:12])}"
-        f"{' (dirty)' if git.get('dirty') else ''} · {run['world_size']} process(es) on {_esc(run['device'])}</p>",
+        f"<p class='meta'>{_esc(provenance_line(results))}</p>",
         "<h2>Leaderboard</h2>",
         _leaderboard_html(results) if results["results"] else "<p>No tokenizer ran on this data.</p>",
         _examples_html(examples or {}),
     ]
+    if any(key and "." in key for _, _, key, _ in leaderboard_columns(results, details=True)):
+        parts.append(f"<details><summary>All values</summary>{_leaderboard_html(results, details=True)}</details>")
     for label, record in results["tokenizers"].items():
         parts.append(f"<h2>{_esc(label)}</h2><p class='meta'><code>{_esc(record.get('target'))}</code>, "
                      f"vocab {record.get('vocab_size')}, weights sha256 "

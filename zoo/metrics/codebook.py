@@ -11,8 +11,10 @@ Works on text ids (lists), image ids and audio ids (padding frames past ``length
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from zoo.errors import ZooError
@@ -90,7 +92,7 @@ class CodebookUsage(Metric):
             stats.append(
                 {
                     "usage": float((counts > 0).sum()) / counts.numel(),
-                    "perplexity": float(torch.tensor(entropy).exp()) if total else 0.0,
+                    "perplexity": math.exp(entropy) if total else 0.0,
                     "tokens": total,
                 }
             )
@@ -111,7 +113,7 @@ class CodebookUsage(Metric):
         return result
 
     def figures(self) -> dict[str, Any]:
-        """Per level: the histogram by code id and the rank-frequency curve (log scale)."""
+        """The per-code histogram and the rank-frequency curve (log scale), per level (overlaid past 4 levels)."""
         if not hasattr(self, "counts") or float(self.counts.sum()) == 0:
             return {}
         import matplotlib
@@ -119,19 +121,38 @@ class CodebookUsage(Metric):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        levels = self.counts.shape[0]
-        fig, axes = plt.subplots(levels, 2, figsize=(9, 2.4 * levels), squeeze=False)
-        for level, (counts, stats) in enumerate(zip(self.counts.numpy(), self.level_stats())):
-            share = counts / counts.sum()
+        shares = [counts / max(counts.sum(), 1.0) for counts in self.counts.numpy()]
+        stats = self.level_stats()
+        if len(shares) > 4:  # many residual levels: one overlaid rank-frequency plot and usage per level
+            fig, (left, right) = plt.subplots(1, 2, figsize=(9, 2.8))
+            left.bar(range(len(stats)), [s["usage"] for s in stats], color="tab:blue")
+            left.set_xlabel("level")
+            left.set_ylabel("usage")
+            for level, share in enumerate(shares):
+                ranked = np.sort(share[share > 0])[::-1]
+                right.semilogy(np.arange(1, len(ranked) + 1), ranked, label=f"level {level}", linewidth=1)
+            right.set_xlabel("rank")
+            right.set_ylabel("share of tokens")
+            right.legend(fontsize=7, ncol=2)
+            fig.tight_layout()
+            return {"codebook usage": fig}
+        fig, axes = plt.subplots(len(shares), 2, figsize=(9, 2.4 * len(shares)), squeeze=False)
+        for level, (share, level_stats) in enumerate(zip(shares, stats)):
             ax = axes[level, 0]
-            ax.fill_between(range(len(share)), share, step="mid", color="tab:blue", linewidth=0)
-            ax.set_xlim(0, len(share) - 1)
-            ax.set_title(f"level {level}: usage {stats['usage']:.1%}, perplexity {stats['perplexity']:.1f}", fontsize=9)
+            if len(share) <= 64:
+                ax.bar(range(len(share)), share, color="tab:blue")
+            else:
+                ax.fill_between(range(len(share)), share, step="mid", color="tab:blue", linewidth=0)
+                ax.set_xlim(0, len(share) - 1)
+            ax.set_title(
+                f"level {level}: usage {level_stats['usage']:.1%}, perplexity {level_stats['perplexity']:.1f}",
+                fontsize=9,
+            )
             ax.set_xlabel("code id")
             ax.set_ylabel("share of tokens")
             ax = axes[level, 1]
-            ranked = sorted(share[share > 0], reverse=True)
-            ax.semilogy(range(1, len(ranked) + 1), ranked, color="tab:orange")
+            ranked = np.sort(share[share > 0])[::-1]
+            ax.semilogy(np.arange(1, len(ranked) + 1), ranked, color="tab:orange")
             ax.axhline(1 / len(share), color="grey", linestyle=":", linewidth=1, label="uniform")
             ax.set_xlabel("rank")
             ax.legend(fontsize=8)
