@@ -11,7 +11,15 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from zoo.tokenizer import AudioTokens, Tokenizer, check_audio, check_ids, check_images
+from zoo.tokenizer import (
+    AudioTokens,
+    NeuralTokenizer,
+    Tokenizer,
+    TokenizerOutput,
+    check_audio,
+    check_ids,
+    check_images,
+)
 
 
 class PixelQuantizer(Tokenizer):
@@ -86,3 +94,43 @@ class FrameQuantizer(Tokenizer):
         ids = tokens.ids if isinstance(tokens, AudioTokens) else torch.as_tensor(tokens)
         values = ids.clamp_min(0).float() / (self.levels - 1) * 2 - 1
         return values.repeat_interleave(self.hop, -1)
+
+
+class PaletteVQ(NeuralTokenizer):
+    """A network tokenizer with weights: average-pool by ``factor``, then the nearest of ``codes`` RGB colours.
+
+    The palette is a seeded parameter, saved in ``model.safetensors``, so folders and sha256 are real.
+    """
+
+    modality: ClassVar[str] = "image"
+
+    def __init__(self, codes: int = 16, factor: int = 4, seed: int = 0):
+        super().__init__()
+        self.factor = factor
+        generator = torch.Generator().manual_seed(seed)
+        self.palette = torch.nn.Parameter(torch.rand(codes, 3, generator=generator))  # [K, 3]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.palette.shape[0]
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.palette.detach()
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.palette[ids]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool2d(check_images(x).float(), self.factor)  # [B, 3, h, w]
+        cells = pooled.permute(0, 2, 3, 1)  # [B, h, w, 3]
+        distances = (cells[..., None, :] - self.palette).pow(2).sum(-1)  # [B, h, w, K]
+        return distances.argmin(-1)
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        colours = self.palette[check_ids(ids, self.vocab_size)].permute(0, 3, 1, 2)  # [B, 3, h, w]
+        return colours.repeat_interleave(self.factor, -1).repeat_interleave(self.factor, -2).clamp(0, 1)
+
+    def forward(self, x: torch.Tensor) -> TokenizerOutput:
+        ids = self.encode(x)
+        return TokenizerOutput(output=self.decode(ids), indices=ids)
