@@ -319,7 +319,7 @@ def named_losses(output, owner: str) -> dict[str, torch.Tensor]:
     total = losses.get("loss")
     if not isinstance(total, torch.Tensor) or total.numel() != 1:
         raise ZooError(f"{owner} must return a scalar tensor 'loss' (the total to minimise); got keys {sorted(losses)}")
-    if not total.requires_grad:
+    if torch.is_grad_enabled() and not total.requires_grad:  # validation runs without gradients
         raise ZooError(f"{owner}: 'loss' does not depend on any trainable parameter")
     return losses
 
