@@ -126,7 +126,7 @@ def load_suite(suite: str | Path | dict | Suite) -> Suite:
     except yaml.YAMLError as err:
         raise ZooError(f"{path}: not valid YAML ({err})") from None
     parsed = parse_suite(raw, where=str(path))
-    parsed.path = str(path)
+    parsed.path = str(path.resolve())
     return parsed
 
 
