@@ -149,13 +149,11 @@ def test_two_processes_equal_one(tmp_path, checkpoints, suite_file):
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(json.dumps(suite))
     args = ["eval", str(suite_file), "-t", *checkpoints, "--no-progress", "--batch-size", "4"]
-    single = _zoo(*args, "--out", str(tmp_path / "one"))
-    assert single.returncode == 0, single.stderr
+    one = run_suite(suite_file, checkpoints, batch_size=4, progress=False)  # the single-process reference
     launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     double = _zoo(*args, "--out", str(tmp_path / "two"), env={"ACCELERATE_USE_CPU": "true"}, launcher=launcher)
     assert double.returncode == 0, double.stderr[-3000:]
-    one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert one["run"]["world_size"] == 1 and two["run"]["world_size"] == 2  # really two processes
     assert two["data"]["items"] == one["data"]["items"] == 20
