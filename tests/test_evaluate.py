@@ -152,11 +152,15 @@ def test_two_processes_equal_one(tmp_path, checkpoints, suite_file):
     one = run_suite(suite_file, checkpoints, batch_size=4, progress=False)  # the single-process reference
     launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    double = _zoo(*args, "--out", str(tmp_path / "two"), env={"ACCELERATE_USE_CPU": "true"}, launcher=launcher)
+    fresh_cache = {"ACCELERATE_USE_CPU": "true", "ZOO_CACHE": str(tmp_path / "cache")}  # rFID references summed anew
+    double = _zoo(*args, "--out", str(tmp_path / "two"), env=fresh_cache, launcher=launcher)
     assert double.returncode == 0, double.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert one["run"]["world_size"] == 1 and two["run"]["world_size"] == 2  # really two processes
     assert two["data"]["items"] == one["data"]["items"] == 20
+    # The first tokenizer sums the reference over both processes; the second reuses what that wrote.
+    assert not any("from cache" in note for note in two["notes"].get("palette-16", []))
+    assert any("from cache" in note for note in two["notes"]["pixels-6"])
     for label in one["results"]:
         for metric in ("psnr", "ssim", "rfid"):
             assert two["results"][label][metric] == pytest.approx(one["results"][label][metric], rel=1e-6, abs=1e-9)

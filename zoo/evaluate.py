@@ -304,8 +304,10 @@ def evaluate_suite(
     dataset = load_dataset(spec.data)
     if spec.limit is not None and len(dataset) > spec.limit:
         dataset = Subset(dataset, range(spec.limit))
-    if len(dataset) == 0:
-        raise ZooError(f"suite {spec.name!r}: data {spec.data!r} holds no items")
+    if len(dataset) < world:
+        raise ZooError(
+            f"suite {spec.name!r}: data {spec.data!r} holds {len(dataset)} items, fewer than {world} processes"
+        )
     modality = data_modality(dataset[0])
     name, options = parse_spec(spec.data)
     data_key = json.dumps({"name": name, "options": options, "items": len(dataset)}, sort_keys=True, default=str)
@@ -330,6 +332,8 @@ def evaluate_suite(
     for candidate in candidates:
         notes: list[str] = results["notes"].setdefault(candidate.label, [])
         tokenizer = candidate.tokenizer
+        if candidate.record.get("pretrained") is False:
+            notes.append("untrained: the entry ships no weights, so this is its seeded initialisation")
         if tokenizer.modality != modality:
             notes.append(f"skipped: a {tokenizer.modality} tokenizer cannot run on {modality} data")
             continue
