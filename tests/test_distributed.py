@@ -39,6 +39,15 @@ LAUNCH = [
 ]
 
 
+def _free_port() -> str:
+    """A free local port, so concurrent launches (other test runs) never collide on the default 29500."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def _trace(folder: Path, rank: int) -> dict[int, list[list[int]]]:
     """Labels a process saw, by step (one list per micro-batch)."""
     seen: dict[int, list[list[int]]] = {}
@@ -58,6 +67,8 @@ def test_two_processes_split_every_batch_and_stay_in_sync(tmp_path):
     command = [
         sys.executable,
         *LAUNCH,
+        "--main_process_port",
+        _free_port(),
         "-m",
         "zoo",
         "train",

@@ -14,7 +14,18 @@ from pathlib import Path
 
 from zoo import registry
 from zoo.errors import ZooError
-from zoo.tokenizer import AudioTokens, NeuralTokenizer, Tokenizer, TokenizerOutput
+
+# The contract's classes pull in torch; they load on first use so `zoo list` starts fast.
+_LAZY = {"AudioTokens", "NeuralTokenizer", "Tokenizer", "TokenizerOutput"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from zoo import tokenizer
+
+        return getattr(tokenizer, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
 
 __all__ = [
     "AudioTokens",
