@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -186,31 +185,31 @@ def test_named_losses_checks_what_families_return():
         named_losses(w.sum(), "f")
 
 
-def test_periodic_eval_runs_the_suite_and_validation(tmp_path, monkeypatch):
-    calls = []
-
-    def run_suite(suite, tokenizers, limit, out_dir):
-        model = tokenizers[0]
-        calls.append((suite, limit, Path(out_dir).name, model.training))
-        return {"image-recon": {"psnr": 12.5, "note": "text is not logged"}}
-
-    monkeypatch.setitem(sys.modules, "zoo.evaluate", types.SimpleNamespace(run_suite=run_suite))
+def test_periodic_eval_runs_the_suite_and_validation(tmp_path):
     suite = tmp_path / "suite.yaml"
-    suite.write_text("data: synthetic-images\n")
-    run(tmp_path, "steps=4", f"eval={{every: 2, suite: {suite}, limit: 3, val_batches: 2}}")
-    assert calls == [(str(suite), 3, "step-00000002", False), (str(suite), 3, "step-00000004", False)]
-    evals = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "eval/image-recon/psnr" in r]
+    suite.write_text(
+        "name: toy\ndata: synthetic-images:size=16,split=test\nbatch_size: 4\nexamples: 0\nmetrics: [psnr, codebook]\n"
+    )
+    run(tmp_path, "steps=4", f"eval={{every: 2, suite: {suite}, limit: 8, val_batches: 2}}")
+    evals = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "val_loss" in r]
     assert [r["step"] for r in evals] == [2, 4]
-    assert all(r["eval/image-recon/psnr"] == 12.5 and r["val_loss"] > 0 for r in evals)
+    assert all(r["val_loss"] > 0 and 0 < r["eval/psnr"] < 100 for r in evals)
+    for step in (2, 4):
+        results = json.loads((tmp_path / "run" / "eval" / f"step-{step:08d}" / "results.json").read_text())
+        assert results["data"]["items"] == 8 and results["tokenizers"]["ToyVQ"]["source"] == "object"
+    final_psnr = results["results"]["ToyVQ"]["psnr"]
+    assert evals[-1]["eval/psnr"] == (final_psnr if not isinstance(final_psnr, dict) else final_psnr["value"])
 
 
-def test_missing_evaluation_harness_is_a_clear_error_before_training(tmp_path, monkeypatch):
+def test_missing_evaluation_harness_or_suite_is_a_clear_error_before_training(tmp_path, monkeypatch):
+    with pytest.raises(ZooError, match="nowhere.yaml"):
+        run(tmp_path, "steps=2", f"eval={{suite: {tmp_path / 'nowhere.yaml'}}}", name="a")
     monkeypatch.setitem(sys.modules, "zoo.evaluate", None)  # import fails
     suite = tmp_path / "suite.yaml"
     suite.write_text("data: synthetic-images\n")
     with pytest.raises(ZooError, match=r"eval.suite needs the evaluation harness \(zoo.evaluate\)"):
-        run(tmp_path, "steps=2", f"eval={{suite: {suite}}}")
-    assert not (tmp_path / "run" / "final").exists()
+        run(tmp_path, "steps=2", f"eval={{suite: {suite}}}", name="b")
+    assert not (tmp_path / "a" / "final").exists() and not (tmp_path / "b" / "final").exists()
 
 
 def test_checkpoints_rotate_and_a_run_is_not_overwritten_by_accident(tmp_path):

@@ -350,15 +350,20 @@ def evaluate(
                     )
                 )
         record.update({f"val_{k}": v for k, v in window.mean(accelerator).items()})
-    if suite_runner is not None and accelerator.is_main_process:
+    if suite_runner is not None:
+        # Every process takes part: run_suite shards the items over the accelerator's processes and sums
+        # metric state; only the main process writes the report.
         with exported_weights(model, ema, recipe):
             results = suite_runner(
                 recipe.eval.suite,
                 tokenizers=[model],
                 limit=recipe.eval.limit,
                 out_dir=out_dir / "eval" / f"step-{step:08d}",
+                accelerator=accelerator,
+                progress=False,
             )
-        record.update(_numbers(results, "eval"))
+        per_tokenizer = results.get("results", {}) if isinstance(results, dict) else {}
+        record.update(_numbers(next(iter(per_tokenizer.values()), results), "eval"))
     accelerator.wait_for_everyone()
     model.train()
     return record
@@ -368,15 +373,12 @@ def _suite_runner(recipe: Recipe):
     if recipe.eval is None or recipe.eval.suite is None:
         return None
     try:
-        from zoo.evaluate import run_suite
+        from zoo.evaluate import load_suite, run_suite
     except ImportError as err:
         raise ZooError(
             f"eval.suite needs the evaluation harness (zoo.evaluate), which cannot be imported: {err}"
         ) from None
-    from zoo.resources import resolve_resource
-
-    if not resolve_resource(recipe.eval.suite).is_file():
-        raise ZooError(f"eval.suite: suite file {recipe.eval.suite!r} does not exist")
+    load_suite(recipe.eval.suite)  # a missing or malformed suite fails now, not after hours of training
     return run_suite
 
 
