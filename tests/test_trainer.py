@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -324,3 +325,16 @@ def test_audio_crop_and_streaming_datasets(tmp_path):
     assert labels() == [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1]]
     assert labels(start=1, n=2) == labels()[1:]
     assert [a + b for a, b in zip(labels(0, 2), labels(1, 2))] == labels()
+
+
+def test_resuming_with_a_changed_recipe_says_what_changed(tmp_path, capsys):
+    run(tmp_path, "steps=4", "checkpoint.every=2")
+    shutil.rmtree(tmp_path / "run" / "final")  # as if killed after the checkpoint at step 2 (of 4)
+    train(
+        RECIPE,
+        [f"output_dir={tmp_path / 'run'}", "steps=4", "checkpoint.every=2", "optimizer.lr=0.01", "log.every=1"],
+        resume=True,
+    )
+    (resumed,) = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r.get("event") == "resume"]
+    assert resumed["step"] == 2 and resumed["changed_settings"] == ["optimizer"]
+    assert "resuming with changed optimizer" in capsys.readouterr().out

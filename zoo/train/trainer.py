@@ -100,11 +100,17 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     checkpoint_root = out_dir / "checkpoints"
     if main:
         remove_partial(checkpoint_root)
-    start_step, samples_seen = 0, 0
+    start_step, samples_seen, changed = 0, 0, []
     latest = latest_checkpoint(checkpoint_root) if resume else None
     if latest is not None:
         state = load_checkpoint(accelerator, latest)  # weights, optimisers, EMA and every process's RNG
         start_step, samples_seen = state["step"], state.get("samples", 0)
+        changed = changed_settings(state.get("recipe", {}), metadata["recipe"])
+        if changed:
+            accelerator.print(
+                f"zoo train: warning: resuming with changed {', '.join(changed)}; the result will "
+                "differ from an uninterrupted run"
+            )
     n_params = sum(p.numel() for p in main_params)
     log.write(
         {
@@ -119,6 +125,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
             "discriminator_parameters": sum(p.numel() for p in disc_params),
             "mixed_precision": recipe.mixed_precision,
             "checkpoint": str(latest) if latest else None,
+            "changed_settings": changed,
         }
     )
     accelerator.print(
@@ -203,7 +210,13 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
         if recipe.eval is not None and (done == recipe.steps or (recipe.eval.every and done % recipe.eval.every == 0)):
             log.write({"step": done, **evaluate(recipe, model, ema, accelerator, suite_runner, out_dir, done)})
         if recipe.checkpoint.every and done % recipe.checkpoint.every == 0 and done < recipe.steps:
-            save_checkpoint(accelerator, checkpoint_root, done, recipe.checkpoint.keep, {"samples": samples_seen})
+            save_checkpoint(
+                accelerator,
+                checkpoint_root,
+                done,
+                recipe.checkpoint.keep,
+                {"samples": samples_seen, "recipe": metadata["recipe"]},
+            )
     progress.close()
 
     # -- export: the same weights on every process (checked), written once --------------------------------
@@ -392,6 +405,12 @@ def _numbers(results, prefix: str) -> dict:
             found.update(_numbers(value, f"{prefix}/{key}"))
         return found
     return {}
+
+
+def changed_settings(before: dict, now: dict) -> list[str]:
+    """Recipe keys that differ from the checkpoint's and change the numbers (not logging or checkpointing)."""
+    cosmetic = {"log", "checkpoint", "eval", "description", "name", "output_dir"}
+    return sorted(k for k in set(before) | set(now) if k not in cosmetic and before.get(k) != now.get(k))
 
 
 def exported_weights(model: nn.Module, ema: EMA | None, recipe: Recipe):
