@@ -184,6 +184,8 @@ def test_stage_errors(tmp_path):
     assert "'stages[1].output_dir' is not allowed inside a stage" in error_of(
         write(tmp_path, "c.yaml", local_out.format(out=tmp_path))
     )
+    single = MINIMAL.replace("ToyVQ\"}", "ToyVQ\", config: {teacher: 'stage:teacher'}}")
+    assert "does not name an earlier stage (it is the first stage)" in error_of(write(tmp_path, "e.yaml", single))
     assert "stages.nobody" in error_of(
         write(tmp_path, "d.yaml", STAGED.format(out=tmp_path)), ["stages.nobody.steps=1"]
     )

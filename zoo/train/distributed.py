@@ -35,19 +35,24 @@ def average_gradients(accelerator: Accelerator, params: list[nn.Parameter]) -> N
             p.grad = total / accelerator.num_processes
 
 
-def sync_buffers(accelerator: Accelerator, model: nn.Module) -> None:
-    """Copy the main process's buffers (running statistics, EMA codebooks) to the others, as DDP does."""
+def broadcast_from_main(accelerator: Accelerator, tensors: list[torch.Tensor]) -> None:
+    """Overwrite ``tensors`` in place with the main process's values (one broadcast per dtype)."""
     if accelerator.num_processes == 1:
         return
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for buffer in model.buffers():
-        if buffer.dtype != torch.bool:  # gloo cannot broadcast bools
-            by_dtype.setdefault(buffer.dtype, []).append(buffer)
+    for tensor in tensors:
+        if tensor.dtype != torch.bool:  # gloo cannot broadcast bools
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
     with torch.no_grad():
-        for group in by_dtype.values():  # one broadcast per dtype
-            flat = broadcast(torch.cat([b.reshape(-1) for b in group]), from_process=0)
-            for buffer, value in zip(group, _split_like(flat, group)):
-                buffer.copy_(value)
+        for group in by_dtype.values():
+            flat = broadcast(torch.cat([t.detach().reshape(-1) for t in group]), from_process=0)
+            for tensor, value in zip(group, _split_like(flat, group)):
+                tensor.copy_(value)
+
+
+def sync_buffers(accelerator: Accelerator, model: nn.Module) -> None:
+    """Copy the main process's buffers (running statistics, EMA codebooks) to the others, as DDP does."""
+    broadcast_from_main(accelerator, list(model.buffers()))
 
 
 def weight_stats(accelerator: Accelerator, model: nn.Module) -> list[list[float]]:

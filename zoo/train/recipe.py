@@ -200,7 +200,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     top["output_dir"] = str(output_dir)
     raw_stages = document.get("stages")
     if raw_stages is None:
-        stages = [_finish(top, where, "")]
+        stages = [_finish(_resolve_stage_refs(top, [], output_dir, where, "recipe"), where, "")]
     else:
         stages, seen = [], []
         for index, raw in enumerate(raw_stages):

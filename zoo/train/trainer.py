@@ -37,7 +37,7 @@ from zoo.errors import ZooError
 from zoo.tokenizer import TokenizerOutput
 from zoo.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from zoo.train.data import batches, build_dataset, texts_of
-from zoo.train.distributed import average_gradients, sync_buffers, weight_stats
+from zoo.train.distributed import average_gradients, broadcast_from_main, sync_buffers, weight_stats
 from zoo.train.ema import EMA
 from zoo.train.logs import MetricWindow, RunLog
 from zoo.train.schema import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
@@ -76,6 +76,9 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     # keeps it out of DistributedDataParallel (see the module docstring for why).
     model = accelerator.prepare_model(model, evaluation_mode=True)
     model.train()
+    # The same seed gave every process the same weights; copying the main process's makes sure of it (as
+    # DDP does at construction), whatever a family's initialisation draws on.
+    broadcast_from_main(accelerator, [*model.parameters(), *model.buffers()])
     discriminator = getattr(model, "discriminator", None)
     disc_params = _trainable(discriminator) if isinstance(discriminator, nn.Module) else []
     in_discriminator = {id(p) for p in discriminator.parameters()} if isinstance(discriminator, nn.Module) else set()
