@@ -193,3 +193,15 @@ def test_demo_grows_with_the_registry(tmp_path, monkeypatch):
     assert list(image["results"]) == ["test-pixels-8"] and image["data"]["items"] == 8
     page = (tmp_path / "demo" / "report.html").read_text()
     assert "demo-image" in page and "data:image/png;base64," in page
+
+
+def test_objects_are_fingerprinted_by_their_state():
+    from zoo.evaluate import resolve_tokenizer
+
+    same = [resolve_tokenizer(PaletteVQ(codes=8, seed=s)).record["weights_sha256"] for s in (0, 0, 1)]
+    assert re.fullmatch(r"[0-9a-f]{64}", same[0]) and same[0] == same[1] != same[2]
+    assert resolve_tokenizer(PixelQuantizer()).record["weights_sha256"] is None  # nothing to fingerprint
+    with pytest.raises(ZooError, match="expected a registry name, a checkpoint folder or a Tokenizer"):
+        resolve_tokenizer(42)
+    with pytest.raises(ZooError, match="no such checkpoint folder"):
+        resolve_tokenizer("runs/does-not-exist")

@@ -134,3 +134,22 @@ def test_html_renders_its_images_in_headless_chromium(report, tmp_path):
         assert shots[name].is_file(), done.stderr[-2000:]
     assert _coloured_pixels(shots["stripped"]) < 50
     assert _coloured_pixels(shots["report"]) > 20_000
+
+
+def test_audio_and_text_reports(monkeypatch, tmp_path):
+    from tests.reference_tokenizers import FrameQuantizer
+    from zoo.data import DATASETS
+
+    monkeypatch.setitem(DATASETS, "test-tones", "tests.reference_tokenizers:tones")
+    monkeypatch.setitem(DATASETS, "test-sentences", "tests.reference_tokenizers:sentences")
+    suite = {"data": "test-tones", "batch_size": 4, "examples": 2, "metrics": ["codebook", "throughput", "psnr"]}
+    results = run_suite(suite, [FrameQuantizer(hop=100)], out_dir=tmp_path / "audio", progress=False)
+    assert results["notes"]["FrameQuantizer"] == ["psnr: skipped, it applies to image, not audio"]
+    assert results["results"]["FrameQuantizer"]["throughput"]["encode_x_realtime"] > 0
+    page = (tmp_path / "audio" / "report.html").read_text()
+    assert page.count('src="data:audio/wav;base64,') == 4  # 2 items x (original + reconstruction)
+
+    results = run_suite({**suite, "data": "test-sentences"}, ["byte"], out_dir=tmp_path / "text", progress=False)
+    assert results["results"]["byte"]["codebook"]["usage"] > 0
+    page = (tmp_path / "text" / "report.html").read_text()
+    assert "<h2>Tokenization examples</h2>" in page and '<span class="tok">q</span>' in page

@@ -142,19 +142,25 @@ class Candidate:
 
 
 def _weights_sha256(tokenizer, folder: Path | None = None) -> str | None:
+    """sha256 of a folder's weights file; for an in-memory network, of its state (names, dtypes, shapes, bytes)."""
+    import hashlib
+
     from zoo.hub import sha256_of
 
     if folder is not None:
         weights = folder / type(tokenizer).weights_name
         return sha256_of(weights) if weights.is_file() else None
-    if isinstance(tokenizer, torch.nn.Module) and any(True for _ in tokenizer.state_dict()):
-        import hashlib
-
-        from safetensors.torch import save
-
-        state = {k: v.detach().cpu().contiguous() for k, v in tokenizer.state_dict().items()}
-        return hashlib.sha256(save(dict(sorted(state.items())))).hexdigest()
-    return None
+    if not isinstance(tokenizer, torch.nn.Module):
+        return None
+    state = tokenizer.state_dict()
+    if not state:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def resolve_tokenizer(item) -> Candidate:
