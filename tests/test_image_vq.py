@@ -145,10 +145,10 @@ def test_adaptive_weight_is_the_gradient_norm_ratio():
 
 @pytest.fixture
 def vgg_file(tmp_path):
-    from torchvision.models import vgg16
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(0)
-    features = vgg16(weights=None).features[:30]
+    features = make_layers(cfgs["D"])[:30]
     tensors = {f"features.{k}": v.contiguous() for k, v in features.state_dict().items()}
     path = tmp_path / "vgg16.safetensors"
     save_file(tensors, str(path))

@@ -34,7 +34,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
         path = Path(weights_path).expanduser()
         if not path.is_file():
@@ -44,7 +44,7 @@ class PerceptualLoss(nn.Module):
             tensors = load_file(str(path))
         except SafetensorError as err:
             raise ZooError(f"perceptual_weights: {path} is not a valid safetensors file ({err})") from None
-        self.features = vgg16(weights=None).features[: _VGG_TAPS[-1] + 1]
+        self.features = make_layers(cfgs["D"])[: _VGG_TAPS[-1] + 1]  # VGG16's conv stack, as torchvision names it
         wanted = {k: v for k, v in tensors.items() if k.startswith("features.")}
         state = {k[len("features."):]: v for k, v in wanted.items()}
         missing, unexpected = self.features.load_state_dict(state, strict=False)

@@ -82,7 +82,8 @@ class VQTokenizer(NeuralTokenizer):
         super().__init__()
         channel_mult = [int(m) for m in channel_mult]
         if not 1 <= len(channel_mult) <= 5 or any(m < 1 for m in channel_mult):
-            raise ZooError(f"channel_mult: expected 1 to 5 positive multipliers (downsampling 1 to 16), got {channel_mult}")
+            raise ZooError(f"channel_mult: expected 1 to 5 positive multipliers (downsampling 1 to 16), "
+                           f"got {channel_mult}")
         self.downsample = 2 ** (len(channel_mult) - 1)
         self.loss_weights = loss_options(loss)
         self.perturbation = PerturbationSchedule.from_config(perturbation)
@@ -176,7 +177,8 @@ class VQTokenizer(NeuralTokenizer):
             losses["perceptual"] = net(2.0 * reconstruction - 1.0, 2.0 * x - 1.0)
         rec_loss = sum(weights[name] * losses[name] for name in list(losses))
         total = rec_loss
-        for name, value in quantized.losses.items():  # clean quantisation (RobusTok applies VQ losses before perturbing)
+        # Quantiser terms from the clean quantisation: RobusTok applies VQ losses before perturbing.
+        for name, value in quantized.losses.items():
             losses[name] = value
             total = total + weights[name] * value
         if self._gan_active(step):
