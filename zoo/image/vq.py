@@ -109,6 +109,11 @@ class VQTokenizer(NeuralTokenizer):
         return self.quantize.vocab_size
 
     @property
+    def num_codebooks(self) -> int:
+        """Codebook levels: 1, or ``q`` for residual VQ (ids ``[B, h, w, q]``)."""
+        return self.quantize.num_levels
+
+    @property
     def codebook(self) -> torch.Tensor:
         """``[K, code_dim]`` (``[q, K, code_dim]`` for residual VQ); implicit grids for FSQ / LFQ."""
         return self.quantize.codebook
