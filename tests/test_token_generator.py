@@ -13,7 +13,7 @@ from zoo.models.token_generator import TokenGenerator
 
 TINY_TOKENIZER = {"channels": 8, "channel_mult": [1, 2, 2], "num_res_blocks": 1, "z_channels": 8, "attention": False,
                   "quantizer": {"kind": "vq", "codebook_size": 8, "code_dim": 4}}  # digits 8x8 -> 2x2 ids
-TINY_GPT = {"n_layer": 1, "n_head": 2, "n_embd": 32}
+TINY_GPT = {"depth": 1, "heads": 2, "dim": 32}
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def tokenizer_dir(tmp_path):
 
 
 def generator(tokenizer_dir, **options) -> TokenGenerator:
-    return TokenGenerator(str(tokenizer_dir), gpt=TINY_GPT, num_classes=options.pop("num_classes", 10), image_size=8,
-                          **options)
+    options = {"gpt": TINY_GPT, "num_classes": 10, "image_size": 8, **options}
+    return TokenGenerator(str(tokenizer_dir), **options)
 
 
 def test_image_tokens_are_the_tokenizers_ids_and_are_encoded_once(tokenizer_dir, monkeypatch):
@@ -82,7 +82,7 @@ def test_the_tokenizer_is_frozen_and_answers_encode_decode(tokenizer_dir):
 
 
 def test_training_losses_check_their_tokens(tokenizer_dir):
-    gen = generator(tokenizer_dir)
+    gen = generator(tokenizer_dir).eval()  # no class dropout: losses are deterministic
     tokens = image_tokens(str(tokenizer_dir), data="digits", limit=4)
     from zoo.data import collate
 
@@ -108,7 +108,7 @@ def test_training_losses_check_their_tokens(tokenizer_dir):
 
 def test_a_generator_trained_on_one_grid_per_class_samples_exactly_those_grids(tokenizer_dir):
     torch.manual_seed(0)
-    gen = generator(tokenizer_dir, num_classes=2)
+    gen = generator(tokenizer_dir, num_classes=2, gpt={**TINY_GPT, "class_dropout": 0.0})
     grids = torch.tensor([[[1, 2], [3, 4]], [[7, 7], [0, 5]]])  # class 0, class 1
     batch = {"tokens": grids.repeat(8, 1, 1), "label": torch.tensor([0, 1]).repeat(8)}
     optimizer = torch.optim.AdamW(gen.gpt.parameters(), lr=1e-2)
@@ -135,12 +135,13 @@ def test_sampling_is_seeded_and_checked(tokenizer_dir, tmp_path):
     assert torch.equal(a, gen.sample(6, seed=1))
     assert not torch.equal(gen.sample_ids(64, seed=1), gen.sample_ids(64, seed=2))
     assert gen.sample(0).shape == (0, 3, 8, 8)
+    assert gen.sample(2, labels=[3, 4], guidance_scale=2.0, seed=1).shape == (2, 3, 8, 8)  # classifier-free guidance
     with pytest.raises(ZooError, match=r"labels must have shape \[3\]"):
         gen.sample(3, labels=[0, 1])
     with pytest.raises(ZooError, match=r"labels must lie in \[0, 10\)"):
         gen.sample(2, labels=[0, 10])
     with pytest.raises(ZooError, match="unconditional"):
-        generator(tokenizer_dir, num_classes=None).sample(2, labels=[0, 1])
+        generator(tokenizer_dir, num_classes=0).sample(2, labels=[0, 1])
     # Save / load: the same samples from the folder.
     folder = gen.save_pretrained(tmp_path / "gen")
     loaded = zoo.load(folder)

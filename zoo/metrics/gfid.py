@@ -15,7 +15,8 @@ and the suite's held-out images X with labels y:
 2. ``gFID = FID(X, samples)`` with the suite's extractor (Inception by default).
 
 So N = ``samples_per_item`` x the number of evaluated items. Sampling settings are options
-(``temperature`` 1, no top-k / top-p: the generator's own distribution). Each batch's sampling seed
+(``temperature`` 1, no top-k / top-p, no classifier-free guidance: the generator's own distribution;
+``guidance_scale`` is passed on to the generator when it is not 1). Each batch's sampling seed
 is drawn from the suite's per-batch generator and ``seed``, so a run is reproducible and processes of a
 distributed run draw different samples. The report shows the first 16 samples.
 """
@@ -41,8 +42,8 @@ class GenerativeFID(FrechetMetric):
     needs_decoder: ClassVar[bool] = True
 
     def __init__(self, samples_per_item: int = 1, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, class_conditional: bool = True, seed: int = 0,
-                 extractor: str | dict = "inception", batch_size: int = 50):
+                 top_p: float | None = None, guidance_scale: float = 1.0, class_conditional: bool = True,
+                 seed: int = 0, extractor: str | dict = "inception", batch_size: int = 50):
         super().__init__(extractor=extractor, batch_size=batch_size)
         if isinstance(samples_per_item, bool) or not isinstance(samples_per_item, int) or samples_per_item < 1:
             raise ZooError(f"gfid: samples_per_item must be an integer >= 1, got {samples_per_item!r}")
@@ -52,7 +53,10 @@ class GenerativeFID(FrechetMetric):
             raise ZooError(f"gfid: top_k must be an integer >= 1 or null, got {top_k!r}")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ZooError(f"gfid: top_p must lie in (0, 1] or be null, got {top_p!r}")
+        if guidance_scale != 1.0 and not class_conditional:
+            raise ZooError("gfid: guidance_scale != 1 (classifier-free guidance) needs class_conditional: true")
         self.samples_per_item, self.temperature, self.top_k, self.top_p = samples_per_item, temperature, top_k, top_p
+        self.guidance_scale = float(guidance_scale)
         self.class_conditional, self.seed = class_conditional, seed
         self.shown: list[torch.Tensor] = []
 
@@ -77,9 +81,10 @@ class GenerativeFID(FrechetMetric):
             labels = torch.as_tensor(ctx.labels).long().repeat_interleave(self.samples_per_item)
         draw = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
         seed = (self.seed * 1_000_003 + draw) % (2**62)
+        options = {"guidance_scale": self.guidance_scale} if self.guidance_scale != 1.0 else {}
         with torch.no_grad():
             images = generator.sample(count, labels=labels, temperature=self.temperature, top_k=self.top_k,
-                                      top_p=self.top_p, seed=seed)
+                                      top_p=self.top_p, seed=seed, **options)
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] != count:
             shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise ZooError(f"{type(generator).__name__}.sample({count}) returned {shape}, expected [{count}, 3, H, W]")
@@ -100,4 +105,6 @@ class GenerativeFID(FrechetMetric):
         grid = make_grid(samples, nrow=len(samples), padding=2, pad_value=1.0)  # [3, H', W']
         row = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         settings = f"temperature {self.temperature:g}, top-k {self.top_k or 'off'}, top-p {self.top_p or 'off'}"
+        if self.guidance_scale != 1.0:
+            settings += f", guidance {self.guidance_scale:g}"
         return {f"samples ({settings})": row}

@@ -20,8 +20,6 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
 from zoo.data.tokens import load_frozen_tokenizer, tokenizer_fingerprint
 from zoo.errors import ZooError
@@ -29,19 +27,19 @@ from zoo.pretrained import PretrainedModule
 
 
 class TokenGenerator(PretrainedModule):
-    """A class-conditional (``num_classes``) or unconditional GPT over a frozen image tokenizer's tokens."""
+    """A class-conditional (``num_classes`` > 0) or unconditional GPT over a frozen image tokenizer's tokens."""
 
     modality: ClassVar[str] = "image"
     has_decoder: ClassVar[bool] = True
 
-    def __init__(self, tokenizer: str, gpt: dict | None = None, num_classes: int | None = None,
-                 image_size: int = 28, seed: int = 0):
+    def __init__(self, tokenizer: str, gpt: dict | None = None, num_classes: int = 0, image_size: int = 28,
+                 seed: int = 0):
         super().__init__()
         from zoo.models.gpt import GPT
 
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                        or num_classes < 1):
-            raise ZooError(f"TokenGenerator: num_classes must be a positive integer or null, got {num_classes!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ZooError(f"TokenGenerator: num_classes must be an integer >= 0 (0: unconditional), "
+                           f"got {num_classes!r}")
         self.tokenizer = load_frozen_tokenizer(tokenizer)
         self.num_classes, self.image_size = num_classes, int(image_size)
         with torch.no_grad():
@@ -49,14 +47,12 @@ class TokenGenerator(PretrainedModule):
         self.grid = tuple(int(n) for n in probe.shape[1:])  # (h, w) or (h, w, q) or (L,)
         self.length = math.prod(self.grid)
         options = dict(gpt or {})
-        for reserved in ("vocab_size", "block_size", "num_classes"):
+        for reserved in ("vocab_size", "context_length", "num_classes", "seed"):
             if reserved in options:
-                raise ZooError(f"TokenGenerator: gpt.{reserved} is set by the tokenizer and num_classes; remove it")
-        # Seeded initialisation, independent of the global RNG (as the tokenizers do).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.gpt = GPT(vocab_size=int(self.tokenizer.vocab_size), block_size=self.length,
-                           num_classes=num_classes, **options)
+                raise ZooError(f"TokenGenerator: gpt.{reserved} is set by the tokenizer and the generator's own "
+                               f"num_classes / seed; remove it")
+        self.gpt = GPT(vocab_size=int(self.tokenizer.vocab_size), context_length=self.length, num_classes=num_classes,
+                       seed=seed, **options)
         self._fingerprint: str | None = None
 
     # -- the tokenizer, frozen -------------------------------------------------------------------------------
@@ -110,7 +106,7 @@ class TokenGenerator(PretrainedModule):
         return sequences.reshape(sequences.shape[0], *self.grid)
 
     def _labels(self, batch: dict) -> torch.Tensor | None:
-        if self.num_classes is None:
+        if not self.num_classes:
             return None
         labels = batch.get("label")
         if labels is None:
@@ -134,26 +130,30 @@ class TokenGenerator(PretrainedModule):
         else:
             raise ZooError(f"TokenGenerator: batch has neither 'tokens' nor 'image' (keys: {sorted(batch)})")
         sequences = self.flatten(tokens).to(self.device)  # [B, L]
-        logits = self.gpt(sequences, self._labels(batch))  # [B, L, K]: position t predicts token t
-        loss = F.cross_entropy(rearrange(logits, "b l k -> (b l) k").float(), sequences.reshape(-1))
-        return {"loss": loss, "bits_per_token": loss.detach() / math.log(2)}
+        # The GPT's own loss: next-token cross-entropy, with its class dropout (for classifier-free guidance).
+        losses = self.gpt.training_losses({"ids": sequences, "label": self._labels(batch)}, step)
+        return {**losses, "bits_per_token": losses["loss"].detach() / math.log(2)}
 
     # -- sampling ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample_ids(self, n: int, labels=None, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-        """``n`` token grids ``[n, *grid]``; class labels given, or drawn uniformly (seeded) when conditional."""
+                   top_p: float | None = None, seed: int = 0, guidance_scale: float = 1.0,
+                   batch_size: int = 500) -> torch.Tensor:
+        """``n`` token grids ``[n, *grid]``; class labels given, or drawn uniformly (seeded) when conditional.
+
+        Samples depend on ``seed`` and ``batch_size`` (the chunks share one random stream).
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ZooError(f"sample: n must be a non-negative integer, got {n!r}")
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         if labels is not None:
-            if self.num_classes is None:
-                raise ZooError("sample: labels given, but this generator is unconditional (num_classes is null)")
+            if not self.num_classes:
+                raise ZooError("sample: labels given, but this generator is unconditional (num_classes 0)")
             labels = torch.as_tensor(labels).long().cpu()
             if labels.shape != (n,):
                 raise ZooError(f"sample: labels must have shape [{n}], got {list(labels.shape)}")
             self._labels({"label": labels})  # range check
-        elif self.num_classes is not None:
+        elif self.num_classes:
             labels = torch.randint(0, self.num_classes, (n,), generator=generator)
         was_training = self.training
         self.eval()
@@ -162,8 +162,9 @@ class TokenGenerator(PretrainedModule):
             for start in range(0, n, batch_size):
                 count = min(batch_size, n - start)
                 chunk_labels = labels[start : start + count].to(self.device) if labels is not None else None
-                chunks.append(self.gpt.generate(count, labels=chunk_labels, temperature=temperature, top_k=top_k,
-                                                top_p=top_p, generator=generator).cpu())
+                chunks.append(self.gpt.generate(self.length, batch_size=count, labels=chunk_labels,
+                                                temperature=temperature, top_k=top_k, top_p=top_p,
+                                                guidance_scale=guidance_scale, generator=generator).cpu())
         finally:
             self.train(was_training)
         sequences = torch.cat(chunks) if chunks else torch.empty(0, self.length, dtype=torch.long)
@@ -171,9 +172,10 @@ class TokenGenerator(PretrainedModule):
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+               top_p: float | None = None, seed: int = 0, guidance_scale: float = 1.0,
+               batch_size: int = 500) -> torch.Tensor:
         """``n`` images ``[n, 3, H, W]`` in ``[0, 1]``: sampled token grids decoded by the tokenizer."""
-        ids = self.sample_ids(n, labels, temperature, top_k, top_p, seed, batch_size)
+        ids = self.sample_ids(n, labels, temperature, top_k, top_p, seed, guidance_scale, batch_size)
         if n == 0:
             return torch.empty(0, 3, self.image_size, self.image_size)
         images = []
