@@ -150,28 +150,29 @@ def train_pair(plan, pair: Pair) -> Path:
     return plan.stage_dir(pair.generator) / FINAL
 
 
-def evaluation_key(generator_folder: Path, suite, limit: int | None) -> str:
+def evaluation_key(generator_folder: Path, suite) -> str:
     """What a stored evaluation depends on: the generator's weights (its tokenizer's among them) and the suite."""
     from zoo.hub import sha256_of
 
     record = {k: v for k, v in suite.as_dict().items() if k != "path"}
-    record.update(weights=sha256_of(generator_folder / "model.safetensors"), limit=limit)
+    record["weights"] = sha256_of(generator_folder / "model.safetensors")
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def evaluate_pair(label: str, generator_folder: Path, suite, limit: int | None, out_dir: Path,
-                  progress: bool = True) -> dict:
+def evaluate_pair(label: str, generator_folder: Path, suite, out_dir: Path, progress: bool = True) -> dict:
     """The suite on one generator, written to ``out_dir`` as ``zoo eval`` writes it; reused when up to date."""
     from zoo.evaluate import evaluate_suite
     from zoo.report import write_report
 
-    key = evaluation_key(generator_folder, suite, limit)
+    key = evaluation_key(generator_folder, suite)
     stored = out_dir / "results.json"
     if stored.is_file():
         results = json.loads(stored.read_text(encoding="utf-8"))
         if results.get("study_key") == key and label in results.get("results", {}):
+            print(f"pfid-study: {label}: evaluation up to date ({stored})", file=sys.stderr)
             return results
-    run = evaluate_suite(suite, [str(generator_folder)], limit=limit, progress=progress)
+    print(f"pfid-study: {label}: evaluating {generator_folder}", file=sys.stderr)
+    run = evaluate_suite(suite, [str(generator_folder)], progress=progress)
     relabel(run, label)
     run.results["study_key"] = key
     write_report(out_dir, run.results, figures=run.figures, examples=run.examples)
@@ -250,25 +251,30 @@ def study_summary(plan, pairs: list[Pair], suite, per_label: dict[str, dict], co
 
 def run_study(recipe: str = DEFAULT_RECIPE, suite: str = DEFAULT_SUITE, out_dir: str | Path | None = None,
               limit: int | None = None, overrides=(), tokenizer_settings=(), generator_settings=(),
-              suite_settings=(), note: str | None = None, command: str | None = None, progress: bool = True) -> dict:
-    """Train and evaluate every pair, writing the study report after each one; returns the study summary."""
+              suite_settings=(), note: str | None = None, command: str | None = None, progress: bool = True,
+              only=()) -> dict:
+    """Train and evaluate every pair (or those labelled in ``only``), writing the study report after each one;
+    returns the study summary."""
     from zoo.studies.study_report import write_study_report
 
     plan = load_study_plan(recipe, overrides, tokenizer_settings, generator_settings)
     pairs = pair_stages(plan)
+    if only:
+        unknown = sorted(set(only) - {p.label for p in pairs})
+        if unknown:
+            raise ZooError(f"--only: no tokenizer {unknown} in {plan.source}; it studies {[p.label for p in pairs]}")
+        pairs = [p for p in pairs if p.label in set(only)]
     spec = load_study_suite(suite, suite_settings)
     if limit is not None:
         spec = replace(spec, limit=limit)
     out = Path(out_dir) if out_dir is not None else plan.output_dir / "study"
     command = command or f"run_study({recipe!r}, ...)"
     per_label: dict[str, dict] = {}
-    summary = study_summary(plan, pairs, spec, per_label, command, note)
+    summary: dict = {}
     for index, pair in enumerate(pairs, 1):
         print(f"pfid-study: [{index}/{len(pairs)}] {pair.label}: training", file=sys.stderr)
         folder = train_pair(plan, pair)
-        print(f"pfid-study: [{index}/{len(pairs)}] {pair.label}: evaluating {folder}", file=sys.stderr)
-        per_label[pair.label] = evaluate_pair(pair.label, folder, spec, None, out / "tokenizers" / pair.label,
-                                              progress)
+        per_label[pair.label] = evaluate_pair(pair.label, folder, spec, out / "tokenizers" / pair.label, progress)
         summary = study_summary(plan, pairs, spec, per_label, command, note)
         write_study_report(out, summary, merge_results(per_label))
     print(f"pfid-study: wrote {out / 'results.md'}, {out / 'report.html'}, {out / 'study.json'}", file=sys.stderr)
@@ -291,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a setting for every generator stage, e.g. steps=4000 data.train.limit=10000")
     parser.add_argument("--suite-set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="suite settings, e.g. metrics.pfid.alphas=[0.2]")
+    parser.add_argument("--only", nargs="+", default=[], metavar="TOKENIZER",
+                        help="study only these tokenizers (names of the recipe's tokenizer stages)")
     parser.add_argument("--note", help="a line shown at the top of the report (e.g. 'smoke run')")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -307,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m zoo.studies.pfid_study " + shlex.join(argv)
     try:
         summary = run_study(args.recipe, args.suite, args.out, args.limit, args.overrides, args.tokenizers,
-                            args.generators, args.suite_set, args.note, command.strip(), not args.no_progress)
+                            args.generators, args.suite_set, args.note, command.strip(), not args.no_progress,
+                            args.only)
     except ZooError as err:
         print(f"pfid-study: error: {err}", file=sys.stderr)
         return 2
