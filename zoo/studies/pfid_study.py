@@ -224,7 +224,9 @@ def merge_results(per_label: dict[str, dict]) -> dict | None:
 
 def study_summary(plan, pairs: list[Pair], suite, per_label: dict[str, dict], command: str,
                   note: str | None) -> dict:
-    from zoo.provenance import git_state, run_record
+    import datetime
+
+    from zoo.provenance import git_state
     from zoo.studies.study_report import correlations, study_row
 
     rows = [study_row(p.label, per_label[p.label], tokenizer_description(per_label[p.label], p.label))
@@ -240,7 +242,7 @@ def study_summary(plan, pairs: list[Pair], suite, per_label: dict[str, dict], co
         "suite": {k: v for k, v in suite.as_dict().items() if k != "path"},
         "items": first["data"]["items"] if first else None,
         "git": (git["hash"] or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
-        "date": run_record(1, "cpu")["date"],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rows": rows,
         "correlations": correlations(rows),
         "pending": [p.label for p in pairs if p.label not in per_label],

@@ -30,13 +30,11 @@ PREDICTORS = ("rfid", "pfid")
 
 def describe_tokenizer(config: dict, vocab_size: int) -> dict:
     """Quantiser kind, codebook size and perturbation settings of a ``VQTokenizer``-style config, for the table."""
+    from zoo.quantize_perturb import PerturbationSchedule
+
     quantizer = config.get("quantizer") or {}
-    perturbation = config.get("perturbation") or None
-    if perturbation:
-        shown = f"alpha {perturbation.get('alpha', 1.0):g}, beta {perturbation.get('beta', 0.1):g}, " \
-                f"delta {perturbation.get('delta', 100)}"
-    else:
-        shown = "off"
+    schedule = PerturbationSchedule.from_config(config.get("perturbation"))  # defaults filled in
+    shown = f"alpha {schedule.alpha:g}, beta {schedule.beta:g}, delta {schedule.delta}" if schedule else "off"
     return {"quantizer": quantizer.get("kind", "?"), "codebook": int(vocab_size), "perturbation": shown}
 
 
