@@ -98,7 +98,23 @@ class HFTokenizer(TextTokenizer):
         return self.byte_level
 
     # -- encode / decode --------------------------------------------------------------------------
+    def _fast_encoder(self):
+        """The tiktoken path when this vocabulary allows it (``zoo.text.fast``), else False."""
+        if self._fast is None:
+            from zoo.text.fast import TiktokenPath
+
+            self._fast = (getattr(self, "fast", False) and TiktokenPath.build(self._tk)) or False
+        return self._fast
+
+    @property
+    def uses_tiktoken(self) -> bool:
+        """True when encode runs through tiktoken."""
+        return bool(self._fast_encoder())
+
     def _encode_valid(self, text: str) -> list[int]:
+        fast = self._fast_encoder()
+        if fast:
+            return fast.encode(text)
         return self._tk.encode(text, add_special_tokens=False).ids
 
     def encode_one(self, text: str) -> list[int]:
@@ -110,6 +126,9 @@ class HFTokenizer(TextTokenizer):
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if any(has_lone_surrogate(t) for t in texts):
             return [self.encode_one(t) for t in texts]
+        fast = self._fast_encoder()
+        if fast:
+            return fast.encode_batch(texts)
         return [e.ids for e in self._tk.encode_batch_fast(texts, add_special_tokens=False)]
 
     def decode_one(self, ids: list[int]) -> str:
@@ -226,30 +245,6 @@ class BPETokenizer(HFTokenizer):
         state["model"]["ignore_merges"] = True
         trained = Tokenizer.from_str(json.dumps(state))
         tk.model = trained.model
-
-    def _fast_encoder(self):
-        if self._fast is None:
-            from zoo.text.fast import TiktokenPath
-
-            self._fast = TiktokenPath.build(self._tk) if self.fast else False
-        return self._fast
-
-    @property
-    def uses_tiktoken(self) -> bool:
-        """True when encode runs through tiktoken (see ``zoo.text.fast``)."""
-        return bool(self._fast_encoder())
-
-    def _encode_valid(self, text: str) -> list[int]:
-        fast = self._fast_encoder()
-        if fast:
-            return fast.encode(text)
-        return self._tk.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        fast = self._fast_encoder()
-        if fast and not any(has_lone_surrogate(t) for t in texts):
-            return fast.encode_batch(texts)
-        return super().encode_batch(texts)
 
 
 class UnigramTokenizer(HFTokenizer):
