@@ -10,7 +10,13 @@ from zoo.metrics.base import EvalContext, Metric
 
 __all__ = ["METRICS", "EvalContext", "Metric", "build_metric"]
 
-METRICS: dict[str, str] = {}
+METRICS: dict[str, str] = {
+    "psnr": "zoo.metrics.image:PSNR",
+    "ssim": "zoo.metrics.image:SSIM",
+    "rfid": "zoo.metrics.image:RFID",
+    "codebook": "zoo.metrics.codebook:CodebookUsage",
+    "throughput": "zoo.metrics.throughput:Throughput",
+}
 
 
 def build_metric(name: str, **options) -> Metric:
