@@ -6,8 +6,9 @@ Every builder returns a dataset of ``{"text": str, ...}`` items (``lang`` where 
 
 ======================  =========================================================================
 ``fortunes``            quotes from the Debian ``fortunes*`` packages, one ``%``-separated record
-                        per item; ``lang`` is one code, several joined by ``+`` (``en+de+zh``) or
-                        ``all``. ANSI colour codes (in the Chinese files) are stripped.
+                        per item (exact duplicates dropped); ``lang`` is one code, several joined
+                        by ``+`` (``en+de+zh``) or ``all``. ANSI colour codes (in the Chinese
+                        files) are stripped.
 ``stdlib-code``         the interpreter's own ``Lib/**/*.py`` files, one file per item (test
                         suites left out unless ``tests=true``): ~12 MB of real code.
 ``text-files``          user files: ``.txt`` (one item per file, or per line / blank-line
@@ -119,6 +120,15 @@ def _fortune_files(lang: str) -> list[Path]:
     return files
 
 
+def _strip_ansi(text: str) -> str:
+    # Some escapes are broken by others nested inside them ("\x1b[;\x1b[34;1mm"): strip until none is left.
+    while True:
+        cleaned = _ANSI.sub("", text)
+        if cleaned == text:
+            return cleaned
+        text = cleaned
+
+
 def fortune_records(lang: str) -> list[str]:
     """All records of one language, in file order."""
     files = _fortune_files(lang)
@@ -127,9 +137,10 @@ def fortune_records(lang: str) -> list[str]:
         raise ZooError(f"dataset 'fortunes': no {lang!r} files under {FORTUNES_DIR}; `apt-get install {package}`")
     records = []
     for path in files:
-        text = _ANSI.sub("", path.read_bytes().decode("utf-8", "replace"))
+        text = _strip_ansi(path.read_bytes().decode("utf-8", "replace"))
         records += [r.strip("\n") for r in re.split(r"^%$", text, flags=re.M)]
-    return [r for r in records if r.strip()]
+    # The packages repeat some quotes across files; one copy each keeps test records out of train.
+    return list(dict.fromkeys(r for r in records if r.strip()))
 
 
 def fortunes(lang: str = "en", split: str = "train", seed: int = 0, limit: int | None = None) -> TextItems:

@@ -124,7 +124,7 @@ def _is_byte_level(state: dict) -> bool:
         state.get("normalizer") is None
         and any(p.get("type") == "ByteLevel" for p in pre)
         and [d.get("type") for d in dec] == ["ByteLevel"]
-        and not any(p.get("add_prefix_space") for p in pre + dec)
+        and not any(p.get("add_prefix_space") for p in pre)  # the decoder ignores its copy of the flag
         and all(c in tokens for c in ALPHABET)
     )
 
