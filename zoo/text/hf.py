@@ -111,6 +111,12 @@ class HFTokenizer(TextTokenizer):
         """True when encode runs through tiktoken."""
         return bool(self._fast_encoder())
 
+    @property
+    def tiktoken_encoding(self):
+        """The ``tiktoken.Encoding`` encode runs through, or None (for benchmarks and export)."""
+        fast = self._fast_encoder()
+        return fast.encoding if fast else None
+
     def _encode_valid(self, text: str) -> list[int]:
         fast = self._fast_encoder()
         if fast:
