@@ -18,6 +18,15 @@ METRICS: dict[str, str] = {
     "throughput": "zoo.metrics.throughput:Throughput",
     "pfid": "zoo.metrics.pfid:PerturbedFID",
     "gfid": "zoo.metrics.gfid:GenerativeFID",
+    "bytes-per-token": "zoo.metrics.text:BytesPerToken",
+    "chars-per-token": "zoo.metrics.text:CharsPerToken",
+    "fertility": "zoo.metrics.text:Fertility",
+    "continued-words": "zoo.metrics.text:ContinuedWords",
+    "parity": "zoo.metrics.text:Parity",
+    "renyi-efficiency": "zoo.metrics.text:RenyiEfficiency",
+    "vocab-categories": "zoo.metrics.text:VocabularyCategories",
+    "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
+    "lexicon-share": "zoo.metrics.text:LexiconShare",
 }
 
 
