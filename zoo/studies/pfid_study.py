@@ -222,7 +222,7 @@ def merge_results(per_label: dict[str, dict]) -> dict | None:
     return merged
 
 
-def study_summary(plan, pairs: list[Pair], suite, per_label: dict[str, dict], command: str,
+def study_summary(recipe: str, plan, pairs: list[Pair], suite, per_label: dict[str, dict], command: str,
                   note: str | None) -> dict:
     import datetime
 
@@ -237,7 +237,7 @@ def study_summary(plan, pairs: list[Pair], suite, per_label: dict[str, dict], co
         "title": TITLE,
         "note": note,
         "command": command,
-        "recipe": plan.source,
+        "recipe": str(recipe),
         "output_dir": str(plan.output_dir),
         "suite": {k: v for k, v in suite.as_dict().items() if k != "path"},
         "items": first["data"]["items"] if first else None,
@@ -277,7 +277,7 @@ def run_study(recipe: str = DEFAULT_RECIPE, suite: str = DEFAULT_SUITE, out_dir:
         print(f"pfid-study: [{index}/{len(pairs)}] {pair.label}: training", file=sys.stderr)
         folder = train_pair(plan, pair)
         per_label[pair.label] = evaluate_pair(pair.label, folder, spec, out / "tokenizers" / pair.label, progress)
-        summary = study_summary(plan, pairs, spec, per_label, command, note)
+        summary = study_summary(recipe, plan, pairs, spec, per_label, command, note)
         write_study_report(out, summary, merge_results(per_label))
     print(f"pfid-study: wrote {out / 'results.md'}, {out / 'report.html'}, {out / 'study.json'}", file=sys.stderr)
     return summary
