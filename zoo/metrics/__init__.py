@@ -10,7 +10,23 @@ from zoo.metrics.base import EvalContext, Metric
 
 __all__ = ["METRICS", "EvalContext", "Metric", "build_metric"]
 
-METRICS: dict[str, str] = {}
+METRICS: dict[str, str] = {
+    "psnr": "zoo.metrics.image:PSNR",
+    "ssim": "zoo.metrics.image:SSIM",
+    "rfid": "zoo.metrics.image:RFID",
+    "codebook": "zoo.metrics.codebook:CodebookUsage",
+    "throughput": "zoo.metrics.throughput:Throughput",
+    "pfid": "zoo.metrics.pfid:PerturbedFID",
+    "bytes-per-token": "zoo.metrics.text:BytesPerToken",
+    "chars-per-token": "zoo.metrics.text:CharsPerToken",
+    "fertility": "zoo.metrics.text:Fertility",
+    "continued-words": "zoo.metrics.text:ContinuedWords",
+    "parity": "zoo.metrics.text:Parity",
+    "renyi-efficiency": "zoo.metrics.text:RenyiEfficiency",
+    "vocab-categories": "zoo.metrics.text:VocabularyCategories",
+    "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
+    "lexicon-share": "zoo.metrics.text:LexiconShare",
+}
 
 
 def build_metric(name: str, **options) -> Metric:
