@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.train import train
 from zoo.train.data import StepSampler
 from zoo.train.logs import read_log
-from zoo.train.recipe import ScheduleSpec
+from zoo.train.schema import ScheduleSpec
 from zoo.train.trainer import learning_rate, named_losses
 
 RECIPE = "recipes/test/toy-image.yaml"
@@ -186,31 +186,31 @@ def test_named_losses_checks_what_families_return():
         named_losses(w.sum(), "f")
 
 
-def test_periodic_eval_runs_the_suite_and_validation(tmp_path, monkeypatch):
-    calls = []
-
-    def run_suite(suite, tokenizers, limit, out_dir):
-        model = tokenizers[0]
-        calls.append((suite, limit, Path(out_dir).name, model.training))
-        return {"image-recon": {"psnr": 12.5, "note": "text is not logged"}}
-
-    monkeypatch.setitem(sys.modules, "zoo.evaluate", types.SimpleNamespace(run_suite=run_suite))
+def test_periodic_eval_runs_the_suite_and_validation(tmp_path):
     suite = tmp_path / "suite.yaml"
-    suite.write_text("data: synthetic-images\n")
-    run(tmp_path, "steps=4", f"eval={{every: 2, suite: {suite}, limit: 3, val_batches: 2}}")
-    assert calls == [(str(suite), 3, "step-00000002", False), (str(suite), 3, "step-00000004", False)]
-    evals = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "eval/image-recon/psnr" in r]
+    suite.write_text(
+        "name: toy\ndata: synthetic-images:size=16,split=test\nbatch_size: 4\nexamples: 0\nmetrics: [psnr, codebook]\n"
+    )
+    run(tmp_path, "steps=4", f"eval={{every: 2, suite: {suite}, limit: 8, val_batches: 2}}")
+    evals = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "val_loss" in r]
     assert [r["step"] for r in evals] == [2, 4]
-    assert all(r["eval/image-recon/psnr"] == 12.5 and r["val_loss"] > 0 for r in evals)
+    assert all(r["val_loss"] > 0 and 0 < r["eval/psnr"] < 100 for r in evals)
+    for step in (2, 4):
+        results = json.loads((tmp_path / "run" / "eval" / f"step-{step:08d}" / "results.json").read_text())
+        assert results["data"]["items"] == 8 and results["tokenizers"]["ToyVQ"]["source"] == "object"
+    final_psnr = results["results"]["ToyVQ"]["psnr"]
+    assert evals[-1]["eval/psnr"] == (final_psnr if not isinstance(final_psnr, dict) else final_psnr["value"])
 
 
-def test_missing_evaluation_harness_is_a_clear_error_before_training(tmp_path, monkeypatch):
+def test_missing_evaluation_harness_or_suite_is_a_clear_error_before_training(tmp_path, monkeypatch):
+    with pytest.raises(ZooError, match="nowhere.yaml"):
+        run(tmp_path, "steps=2", f"eval={{suite: {tmp_path / 'nowhere.yaml'}}}", name="a")
     monkeypatch.setitem(sys.modules, "zoo.evaluate", None)  # import fails
     suite = tmp_path / "suite.yaml"
     suite.write_text("data: synthetic-images\n")
     with pytest.raises(ZooError, match=r"eval.suite needs the evaluation harness \(zoo.evaluate\)"):
-        run(tmp_path, "steps=2", f"eval={{suite: {suite}}}")
-    assert not (tmp_path / "run" / "final").exists()
+        run(tmp_path, "steps=2", f"eval={{suite: {suite}}}", name="b")
+    assert not (tmp_path / "a" / "final").exists() and not (tmp_path / "b" / "final").exists()
 
 
 def test_checkpoints_rotate_and_a_run_is_not_overwritten_by_accident(tmp_path):
@@ -293,7 +293,7 @@ def test_data_order_is_a_function_of_the_seed():
 
 def test_random_transforms_repeat_by_position(tmp_path):
     from zoo.train.data import batches
-    from zoo.train.recipe import DataSpec
+    from zoo.train.schema import DataSpec
 
     dataset = load_dataset("synthetic-images:size=16,count=8", split="train")
     spec = DataSpec(train="synthetic-images", crop=12, flip=True)
@@ -302,3 +302,63 @@ def test_random_transforms_repeat_by_position(tmp_path):
     assert first[0].shape == (4, 3, 12, 12)
     assert torch.equal(first[2], resumed[0]) and torch.equal(first[3], resumed[1])
     assert not torch.equal(first[0], first[2])  # epoch 2 reshuffles and re-crops
+
+
+def test_audio_crop_and_streaming_datasets(tmp_path):
+    from torch.utils.data import IterableDataset
+
+    from zoo.train.data import batches
+    from zoo.train.schema import DataSpec
+
+    audio = load_dataset("synthetic-audio:count=8,sample_rate=8000")
+    batch = next(iter(batches(audio, DataSpec(train="x", audio_seconds=0.1), 4, 0, 0, 1)))
+    assert batch["audio"].shape == (4, 800) and batch["audio_lengths"].tolist() == [800] * 4
+
+    class Counting(IterableDataset):  # a stream of 5 labelled items, cycled by the loader
+        def __iter__(self):
+            return iter({"label": i} for i in range(5))
+
+    def labels(rank=0, world=1, start=0, n=3):
+        loader = batches(Counting(), DataSpec(train="x"), 4, 0, rank, world, start_batch=start)
+        return [b["label"].tolist() for _, b in zip(range(n), loader)]
+
+    assert labels() == [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1]]
+    assert labels(start=1, n=2) == labels()[1:]
+    assert [a + b for a, b in zip(labels(0, 2), labels(1, 2))] == labels()
+
+
+def test_resuming_with_a_changed_recipe_says_what_changed(tmp_path, capsys):
+    run(tmp_path, "steps=4", "checkpoint.every=2")
+    shutil.rmtree(tmp_path / "run" / "final")  # as if killed after the checkpoint at step 2 (of 4)
+    train(
+        RECIPE,
+        [f"output_dir={tmp_path / 'run'}", "steps=4", "checkpoint.every=2", "optimizer.lr=0.01", "log.every=1"],
+        resume=True,
+    )
+    (resumed,) = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r.get("event") == "resume"]
+    assert resumed["step"] == 2 and resumed["changed_settings"] == ["optimizer"]
+    assert "resuming with changed optimizer" in capsys.readouterr().out
+
+
+def test_a_registered_family_trains_end_to_end_from_its_recipe(tmp_path):
+    """vq-f8's own recipe, shortened, with its GAN loss switched on: the export is the trained model."""
+    final = train(
+        "recipes/image/vq-f8.yaml",
+        [
+            f"output_dir={tmp_path / 'vq'}",
+            "steps=3",
+            "batch_size=4",
+            "log.every=1",
+            "data={train: 'synthetic-images:size=32,count=16'}",
+            "model.overrides={loss: {gan: 0.1}}",
+        ],
+    )
+    records = read_log(tmp_path / "vq" / "log.jsonl")
+    start = [r for r in records if r.get("event") == "start"][0]
+    assert start["discriminator_parameters"] > 0
+    assert [r["step"] for r in records if "disc_loss" in r] == [1, 2, 3]
+    end = [r for r in records if r.get("event") == "end"][0]
+    tok = zoo.load(final)
+    assert weight_stats(tok.state_dict()) == end["rank_weight_stats"][0]
+    x = torch.nn.functional.interpolate(images(2), size=32)  # [2, 3, 32, 32]
+    assert torch.equal(tok.encode(x), zoo.load(final).encode(x))

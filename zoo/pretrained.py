@@ -76,6 +76,15 @@ def _check_json_serialisable(config: dict, owner: str) -> None:
         raise ZooError(f"{owner}: constructor arguments must be JSON-serialisable to save; {err}") from None
 
 
+def _as_json_values(config: dict) -> dict:
+    """The config as it will read back from config.json (tuples become lists), so a saved and reloaded
+    object compares equal; values JSON cannot hold are kept and refused when saving."""
+    try:
+        return json.loads(json.dumps(config))
+    except (TypeError, ValueError):
+        return config
+
+
 class Pretrained:
     """Mixin: records constructor arguments as ``config`` and saves / loads ``config.json`` + weights.
 
@@ -112,7 +121,7 @@ class Pretrained:
                             raise ZooError(f"{cls.__name__}: positional *args cannot be recorded in a config")
                     else:
                         config[name] = value
-                object.__setattr__(self, "_zoo_config", config)
+                object.__setattr__(self, "_zoo_config", _as_json_values(config))
             init(self, *args, **kw)
 
         cls.__init__ = recording_init
