@@ -161,6 +161,7 @@ class Pretrained:
             os.close(fd)
             try:
                 self._save_weights(Path(tmp))
+                os.chmod(tmp, 0o644)
                 os.replace(tmp, directory / self.weights_name)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
