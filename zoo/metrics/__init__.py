@@ -16,6 +16,7 @@ METRICS: dict[str, str] = {
     "rfid": "zoo.metrics.image:RFID",
     "codebook": "zoo.metrics.codebook:CodebookUsage",
     "throughput": "zoo.metrics.throughput:Throughput",
+    "pfid": "zoo.metrics.pfid:PerturbedFID",
     "bytes-per-token": "zoo.metrics.text:BytesPerToken",
     "chars-per-token": "zoo.metrics.text:CharsPerToken",
     "fertility": "zoo.metrics.text:Fertility",
