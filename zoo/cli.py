@@ -64,7 +64,7 @@ def _load_tokenizer(name: str):
     import zoo
 
     # A registry entry with shipped weights is used pretrained; a folder loads as saved.
-    if Path(name).is_dir() or name.startswith("file:"):
+    if Path(name).is_dir() or name.startswith(("file:", ".", "/")) or "/" in name:
         return zoo.load(name)
     entry = zoo.registry.get(name)
     return zoo.load(name, pretrained=entry.pretrained)

@@ -12,6 +12,7 @@ class rebuilds with ``cls(**config)``. Loading is strict and never unpickles.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
@@ -119,7 +120,7 @@ class Pretrained:
     @property
     def config(self) -> dict:
         """The constructor arguments (JSON-serialisable) that rebuild this object."""
-        return json.loads(json.dumps(self.__dict__.get("_zoo_config", {})))
+        return copy.deepcopy(self.__dict__.get("_zoo_config", {}))
 
     # -- weights, per kind ------------------------------------------------------------------------
     def _save_weights(self, path: Path) -> None:
