@@ -378,3 +378,32 @@ def audio_folder(
     indices = _select(indices, seed, limit)
     waves = [lambda f=files[i]: read_audio(f, sample_rate=SAMPLE_RATE) for i in indices]
     return AudioClips("audio-folder", waves, {"label": label_ids[indices]}, {"label": class_names}, "label")
+
+
+# -- audio-mix ------------------------------------------------------------------------------------------------
+
+
+def audio_mix(
+    sets: str = "gm-notes+espeak", split: str = "train", seed: int = 0, limit: int | None = None
+) -> AudioClips:
+    """Several built-in audio sets as one (for self-supervised training); ``label`` is the source set.
+
+    Args:
+        sets: dataset names joined by ``+``, each built with its defaults on this ``split`` and ``seed``.
+    """
+    from zoo.data import load_dataset
+
+    _check_split("audio-mix", split)
+    names = sets.split("+") if isinstance(sets, str) else list(sets)
+    if not names or "audio-mix" in names:
+        raise ZooError(f"dataset 'audio-mix': sets must name other audio datasets joined by '+', got {sets!r}")
+    waves, sources = [], []
+    for source, name in enumerate(names):
+        part = load_dataset(name, split=split, seed=seed)
+        if getattr(part, "sample_rate", None) != SAMPLE_RATE:
+            raise ZooError(f"dataset 'audio-mix': {name!r} is not a 16 kHz audio dataset")
+        waves += [lambda part=part, i=i: part[i]["audio"] for i in range(len(part))]
+        sources += [source] * len(part)
+    indices = _select(list(range(len(waves))), seed, limit)
+    labels = {"source": np.array(sources)[indices]}
+    return AudioClips("audio-mix", [waves[i] for i in indices], labels, {"source": names}, "source")

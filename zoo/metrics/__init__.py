@@ -10,7 +10,10 @@ from zoo.metrics.base import EvalContext, Metric
 
 __all__ = ["METRICS", "EvalContext", "Metric", "build_metric"]
 
-METRICS: dict[str, str] = {}
+METRICS: dict[str, str] = {
+    "token-purity": "zoo.metrics.audio:TokenPurity",
+    "linear-probe": "zoo.metrics.probe:LinearProbe",
+}
 
 
 def build_metric(name: str, **options) -> Metric:
