@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from zoo.audio.frontend import HOP, SAMPLE_RATE, FbankFrontEnd, pad_ids, padding_mask
+from zoo.audio.frontend import HOP, SAMPLE_RATE, FbankFrontEnd, num_patches, pad_ids, padding_mask
 from zoo.errors import ZooError
 from zoo.tokenizer import AudioTokens, NeuralTokenizer, TokenizerOutput, check_audio
 
@@ -90,6 +90,8 @@ class BEATsModel(NeuralTokenizer):
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> AudioTokens:
         """``[B, T]`` 16 kHz audio -> ``AudioTokens(ids [B, N] with -1 past each end, lengths [B])``."""
         x, lengths = check_audio(x, lengths)
+        if len(lengths) == 0 or int(num_patches(lengths, self.patch_size).max()) == 0:  # nothing as long as one patch
+            return AudioTokens(torch.zeros(x.shape[0], 0, dtype=torch.long), torch.zeros(x.shape[0], dtype=torch.long))
         was_training = self.training
         self.eval()
         try:
