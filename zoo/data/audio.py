@@ -384,24 +384,26 @@ def audio_folder(
 
 
 def audio_mix(
-    sets: str = "gm-notes+espeak", split: str = "train", seed: int = 0, limit: int | None = None
+    sets: str | list = "gm-notes+espeak", split: str = "train", seed: int = 0, limit: int | None = None
 ) -> AudioClips:
-    """Several built-in audio sets as one (for self-supervised training); ``label`` is the source set.
+    """Several audio datasets as one (for self-supervised training); ``label`` is the source set.
 
     Args:
-        sets: dataset names joined by ``+``, each built with its defaults on this ``split`` and ``seed``.
+        sets: dataset names joined by ``+`` (each with its defaults), or a list of dataset specs; every
+            set is built on this ``split`` and ``seed``.
     """
-    from zoo.data import load_dataset
+    from zoo.data import load_dataset, parse_spec
 
     _check_split("audio-mix", split)
-    names = sets.split("+") if isinstance(sets, str) else list(sets)
+    specs = sets.split("+") if isinstance(sets, str) else list(sets)
+    names = [parse_spec(spec)[0] for spec in specs]
     if not names or "audio-mix" in names:
-        raise ZooError(f"dataset 'audio-mix': sets must name other audio datasets joined by '+', got {sets!r}")
+        raise ZooError(f"dataset 'audio-mix': sets must name other audio datasets, got {sets!r}")
     waves, sources = [], []
-    for source, name in enumerate(names):
-        part = load_dataset(name, split=split, seed=seed)
+    for source, spec in enumerate(specs):
+        part = load_dataset(spec, split=split, seed=seed)
         if getattr(part, "sample_rate", None) != SAMPLE_RATE:
-            raise ZooError(f"dataset 'audio-mix': {name!r} is not a 16 kHz audio dataset")
+            raise ZooError(f"dataset 'audio-mix': {names[source]!r} is not a 16 kHz audio dataset")
         waves += [lambda part=part, i=i: part[i]["audio"] for i in range(len(part))]
         sources += [source] * len(part)
     indices = _select(list(range(len(waves))), seed, limit)
