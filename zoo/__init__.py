@@ -14,7 +14,18 @@ from pathlib import Path
 
 from zoo import registry
 from zoo.errors import ZooError
-from zoo.tokenizer import AudioTokens, NeuralTokenizer, Tokenizer, TokenizerOutput
+
+# The contract's classes pull in torch; they load on first use so `zoo list` starts fast.
+_LAZY = {"AudioTokens", "NeuralTokenizer", "Tokenizer", "TokenizerOutput"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from zoo import tokenizer
+
+        return getattr(tokenizer, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
 
 __all__ = [
     "AudioTokens",
@@ -53,7 +64,10 @@ def load(name_or_dir: str | Path, pretrained: bool = False, **overrides):
     if path.is_dir():
         record = read_config(path)
         cls = import_target(record["target"])
-        return cls.from_pretrained(path, **overrides)
+        model = cls.from_pretrained(path, **overrides)
+        if hasattr(model, "eval"):  # a loaded folder is ready to use, like a registry entry
+            model.eval()
+        return model
     if "/" in text or text.startswith("."):
         raise ZooError(f"{text}: no such checkpoint folder (expected a folder holding config.json, or a registry name)")
     entry = registry.get(text)

@@ -203,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (text goes to stdout without it)")
     p.set_defaults(func=cmd_decode)
 
-    p = sub.add_parser("demo", help="a quick tour on built-in data")
+    p = sub.add_parser("demo", help="quick evaluation suites of every pretrained tokenizer on built-in data")
     p.add_argument("--out", default="zoo-demo", help="folder for the demo's report")
+    p.add_argument("--limit", type=int, help="items per modality (overrides the demo suites)")
     p.set_defaults(func=cmd_demo)
 
     for verb, (module, help_text) in EXTENSIONS.items():

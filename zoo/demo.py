@@ -1,23 +1,49 @@
-"""``zoo demo``: a quick tour of the registry on built-in data."""
+"""``zoo demo``: the quick suite of each modality (``eval/demo-<modality>.yaml``) on built-in data,
+over every registered tokenizer that is ready to use (``zoo.list_tokenizers(modality=m, pretrained=True)``).
+
+It writes one self-contained ``report.html`` (plus ``<modality>/results.{json,md}``) and prints each
+leaderboard. New tokenizers with weights join the demo as soon as they are registered.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import zoo
+from zoo.errors import ZooError
+from zoo.tokenizer import MODALITIES
 
 
 def run_demo(args) -> int:
-    names = zoo.list_tokenizers()
-    print(f"zoo {zoo.__version__}: {len(names)} registered tokenizers")
-    for modality in ("text", "image", "audio"):
-        chosen = zoo.list_tokenizers(modality=modality)
-        print(f"  {modality:<5} {len(chosen):>2}: {', '.join(chosen) or '-'}")
-    sample = "héllo 🌍 ١٢٣ — zoo"
-    for name in zoo.list_tokenizers(modality="text", pretrained=True):
-        tok = zoo.load(name, pretrained=True)
-        ids = tok.encode(sample)
-        back = tok.decode(ids)
-        status = "lossless" if back == sample else "LOSSY"
-        print(f"  {name}: {len(sample.encode())} bytes -> {len(ids)} tokens, round trip {status}")
-        if back != sample:
-            return 1
+    from zoo.evaluate import evaluate_suite
+    from zoo.pretrained import atomic_write_text
+    from zoo.report import markdown_table, render_page, render_section, write_report
+
+    out = Path(args.out)
+    limit = getattr(args, "limit", None)
+    print(f"zoo {zoo.__version__}: {len(zoo.list_tokenizers())} registered tokenizers; demo report in {out}/")
+    sections, ran = [], 0
+    for modality in MODALITIES:
+        names = zoo.list_tokenizers(modality=modality, pretrained=True)
+        if not names:
+            print(f"\n[{modality}] no pretrained {modality} tokenizers registered yet")
+            continue
+        print(f"\n[{modality}] eval/demo-{modality}.yaml over {', '.join(names)}")
+        try:
+            run = evaluate_suite(f"demo-{modality}", names, limit=limit)
+        except ZooError as err:
+            print(f"[{modality}] skipped: {err}")
+            continue
+        write_report(out / modality, run.results, figures=run.figures, examples=run.examples)
+        sections.append(render_section(run.results, run.figures, run.examples))
+        print(markdown_table(run.results), end="")
+        for label, notes in run.results.get("notes", {}).items():
+            for note in notes:
+                print(f"  {label}: {note}")
+        ran += 1
+    if not ran:
+        print("\nnothing to evaluate: no modality had both pretrained tokenizers and its demo data")
+        return 1
+    atomic_write_text(out / "report.html", render_page("zoo demo", sections))
+    print(f"\nreport: {out / 'report.html'} (per modality: {out}/<modality>/results.json, results.md)")
     return 0

@@ -29,7 +29,6 @@ import yaml
 
 from zoo.errors import ZooError
 from zoo.resources import registry_file
-from zoo.tokenizer import MODALITIES
 
 _FIELDS: dict[str, tuple[type, ...]] = {
     "target": (str,),
@@ -44,6 +43,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 }
 _REQUIRED = ("target", "modality", "summary")
 _WEIGHT_FIELDS = {"path": str, "sha256": str}
+MODALITIES = ("text", "image", "audio")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 

@@ -30,8 +30,7 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.pretrained import Pretrained, PretrainedModule
-
-MODALITIES = ("text", "image", "audio")
+from zoo.registry import MODALITIES  # noqa: F401  (re-exported)
 
 
 class AudioTokens(NamedTuple):

@@ -11,6 +11,11 @@ from zoo.metrics.base import EvalContext, Metric
 __all__ = ["METRICS", "EvalContext", "Metric", "build_metric"]
 
 METRICS: dict[str, str] = {
+    "psnr": "zoo.metrics.image:PSNR",
+    "ssim": "zoo.metrics.image:SSIM",
+    "rfid": "zoo.metrics.image:RFID",
+    "codebook": "zoo.metrics.codebook:CodebookUsage",
+    "throughput": "zoo.metrics.throughput:Throughput",
     "token-purity": "zoo.metrics.audio:TokenPurity",
     "linear-probe": "zoo.metrics.probe:LinearProbe",
 }

@@ -27,11 +27,14 @@ class EvalContext:
         tokenizer: the tokenizer under evaluation.
         batch: the collated dataset batch (``image`` / ``audio`` + ``audio_lengths`` / ``text``, ``label``).
         generator: a seeded ``torch.Generator`` for metrics that sample (pFID's perturbation).
+        measurements: wall time and peak memory of the shared ``encode`` / ``decode`` calls, keyed by
+            ``"encode"`` / ``"decode"`` (filled when they run; throughput metrics read them).
     """
 
     tokenizer: Any
     batch: dict
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    measurements: dict = field(default_factory=dict)
 
     @property
     def modality(self) -> str:
@@ -48,13 +51,25 @@ class EvalContext:
     def labels(self) -> torch.Tensor | None:
         return self.batch.get("label")
 
+    @property
+    def device(self) -> torch.device:
+        return getattr(self.tokenizer, "device", None) or torch.device("cpu")
+
+    def _measured(self, key: str, fn):
+        from zoo.metrics.measure import measure_call
+
+        with torch.no_grad():
+            result, self.measurements[key] = measure_call(fn, self.device)
+        return result
+
     @cached_property
     def encoded(self):
         """What ``encode`` returns: ids (image), ``AudioTokens`` (audio), lists of ids (text)."""
-        with torch.no_grad():
-            if self.modality == "audio":
-                return self.tokenizer.encode(self.inputs, lengths=self.batch.get("audio_lengths"))
-            return self.tokenizer.encode(self.inputs)
+        if self.modality == "audio":
+            return self._measured(
+                "encode", lambda: self.tokenizer.encode(self.inputs, lengths=self.batch.get("audio_lengths"))
+            )
+        return self._measured("encode", lambda: self.tokenizer.encode(self.inputs))
 
     @property
     def ids(self):
@@ -64,8 +79,8 @@ class EvalContext:
     @cached_property
     def reconstruction(self):
         """``decode(encode(x))``; tokenizers without a decoder raise a clear error here."""
-        with torch.no_grad():
-            return self.tokenizer.decode(self.encoded)
+        encoded = self.encoded
+        return self._measured("decode", lambda: self.tokenizer.decode(encoded))
 
 
 class Metric:
@@ -75,12 +90,18 @@ class Metric:
     Class attributes:
         name: the registry name (``psnr``, ``rfid``).
         higher_is_better: direction for leaderboards (None when neither, e.g. throughput detail).
+        directions: for a metric whose ``compute`` returns a dict, the direction of each key
+            (keys not named fall back to ``higher_is_better``).
         modalities: modalities the metric applies to.
+        needs_decoder: True when ``update`` uses ``ctx.reconstruction``; the runner skips the metric,
+            with a note, for tokenizers that have no decoder.
     """
 
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool | None] = None
+    directions: ClassVar[dict[str, bool | None]] = {}
     modalities: ClassVar[tuple[str, ...]] = ("text", "image", "audio")
+    needs_decoder: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._defaults: dict[str, torch.Tensor] = {}
@@ -115,6 +136,17 @@ class Metric:
         for name in self._defaults:
             value = getattr(self, name)
             setattr(self, name, accelerator.reduce(value.to(accelerator.device), reduction="sum").cpu())
+
+    def setup(self, tokenizer, data_key: str | None = None) -> None:
+        """Called by the suite runner once per tokenizer, before the first ``update``.
+
+        ``data_key`` identifies the evaluated data (dataset spec, split, limit), so a metric can cache
+        statistics of the data itself (FID's reference statistics). The default does nothing.
+        """
+
+    def direction(self, key: str | None = None) -> bool | None:
+        """Whether higher is better for the whole value (``key=None``) or one key of a dict value."""
+        return self.directions.get(key, self.higher_is_better) if key is not None else self.higher_is_better
 
     def update(self, ctx: EvalContext) -> None:
         raise ZooError(f"metric {type(self).__name__} does not implement update(ctx)")

@@ -1,0 +1,487 @@
+"""The training loop: one stage of a recipe, on one CPU or many GPUs, readable top to bottom.
+
+Families plug in through two methods and know nothing about the loop:
+
+- ``training_losses(batch, step)`` returns named losses (a dict, or a ``TokenizerOutput`` whose
+  ``losses`` hold them); ``"loss"`` is the total to minimise, the rest is logged.
+- a family with a GAN discriminator keeps it in ``self.discriminator`` and implements
+  ``discriminator_losses(batch, output, step)``; it returns ``{}`` while the discriminator rests
+  (its phases are the family's choice). The discriminator gets its own optimiser and schedule.
+
+Text tokenizers trained without gradients (BPE, Unigram) implement ``fit(texts)`` instead.
+
+Distributed runs (``accelerate launch -m zoo train RECIPE``) use accelerate for the process group,
+devices, mixed precision and checkpoints. The model is not wrapped in DistributedDataParallel:
+losses come from ``training_losses``, not ``forward``, and GAN families run two backward passes
+per step, two things DDP's hooks do not expect. Instead every process starts from the same weights
+(same seed), gradients are averaged across processes once per optimiser step (one all-reduce), and
+every process applies the same update, so the weights stay identical; the run checks it at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast, send_to_device, set_seed
+from torch import nn
+from tqdm.auto import tqdm
+
+from zoo.errors import ZooError
+from zoo.tokenizer import TokenizerOutput
+from zoo.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from zoo.train.data import batches, build_dataset, texts_of
+from zoo.train.ema import EMA
+from zoo.train.logs import RunLog
+from zoo.train.recipe import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
+
+FINAL = "final"
+
+
+def train_stage(recipe: Recipe, out_dir: Path, resume: bool = False, source: str = "") -> Path:
+    """Train one stage and export ``out_dir/final``; returns that folder."""
+    out_dir = Path(out_dir)
+    accelerator = make_accelerator(recipe.mixed_precision)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    log = RunLog(out_dir, enabled=main, tensorboard=recipe.log.tensorboard)
+    try:
+        return _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
+    finally:
+        log.close()
+
+
+def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log) -> Path:
+    # -- model and data: the same seed on every process, so every process builds the same weights --------
+    set_seed(recipe.seed)
+    model = build_model(recipe.model)
+    dataset = build_dataset(recipe.data.train, "train")
+    metadata = {
+        "recipe": recipe_to_dict(recipe),
+        "recipe_source": source,
+        "git": git_revision(),
+        "stage": recipe.name,
+        "world_size": world,
+    }
+    if not _has_trainable_parameters(model):
+        return fit_and_export(model, dataset, out_dir, accelerator, log, metadata)
+
+    # prepare_model places the model and registers it with save_state/load_state; evaluation_mode=True
+    # keeps it out of DistributedDataParallel (see the module docstring for why).
+    model = accelerator.prepare_model(model, evaluation_mode=True)
+    model.train()
+    discriminator = getattr(model, "discriminator", None)
+    disc_params = _trainable(discriminator) if isinstance(discriminator, nn.Module) else []
+    in_discriminator = {id(p) for p in discriminator.parameters()} if isinstance(discriminator, nn.Module) else set()
+    main_params = [p for p in model.parameters() if p.requires_grad and id(p) not in in_discriminator]
+    if disc_params and not callable(getattr(model, "discriminator_losses", None)):
+        raise ZooError(f"{type(model).__name__} has a discriminator but no discriminator_losses(batch, output, step)")
+    if disc_params and recipe.mixed_precision == "fp16":
+        # One loss scaler cannot serve two optimisers stepping separately; bf16 needs no scaler.
+        raise ZooError("mixed_precision: fp16 is not supported with a discriminator; use bf16 or no")
+    optimizer = accelerator.prepare_optimizer(make_optimizer(main_params, recipe.optimizer))
+    disc_optimizer = None
+    if disc_params:
+        disc_optimizer = accelerator.prepare_optimizer(make_optimizer(disc_params, recipe.discriminator.optimizer))
+    ema = EMA(model, recipe.ema.decay, recipe.ema.start_step) if recipe.ema else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    suite_runner = _suite_runner(recipe)  # fail now, not after hours of training, if evaluation is unavailable
+
+    # -- where to start: a fresh run, or the latest complete checkpoint -------------------------------------
+    # From here on each process draws its own noise (dropout, latent perturbation), reproducibly.
+    set_seed(recipe.seed + rank)
+    checkpoint_root = out_dir / "checkpoints"
+    if main:
+        remove_partial(checkpoint_root)
+    start_step, samples_seen = 0, 0
+    latest = latest_checkpoint(checkpoint_root) if resume else None
+    if latest is not None:
+        state = load_checkpoint(accelerator, latest)  # weights, optimisers, EMA and every process's RNG
+        start_step, samples_seen = state["step"], state.get("samples", 0)
+    n_params = sum(p.numel() for p in main_params)
+    log.write(
+        {
+            "event": "resume" if latest else "start",
+            "step": start_step,
+            "world_size": world,
+            "process_batch": recipe.batch_size // world,
+            "batch_size": recipe.batch_size,
+            "grad_accum": recipe.grad_accum,
+            "device": str(accelerator.device),
+            "parameters": n_params,
+            "discriminator_parameters": sum(p.numel() for p in disc_params),
+            "mixed_precision": recipe.mixed_precision,
+            "checkpoint": str(latest) if latest else None,
+        }
+    )
+    accelerator.print(
+        f"zoo train {recipe.name or ''}: {type(model).__name__}, {n_params:,} parameters, world size "
+        f"{world}, {accelerator.device}, steps {start_step}->{recipe.steps}"
+    )
+
+    # Micro-batch b of the whole run is a pure function of (seed, b): resuming at step s starts at b = s * accum.
+    loader = batches(
+        dataset, recipe.data, recipe.batch_size, recipe.seed, rank, world, start_batch=start_step * recipe.grad_accum
+    )
+    stream = iter(loader)
+    samples_per_step = recipe.batch_size * recipe.grad_accum
+    progress = tqdm(
+        total=recipe.steps,
+        initial=start_step,
+        disable=not (main and recipe.log.progress),
+        desc=recipe.name or "train",
+        dynamic_ncols=True,
+    )
+    window, window_start, window_first_step = MetricWindow(), time.perf_counter(), start_step
+
+    for step in range(start_step, recipe.steps):
+        lr = set_learning_rate(optimizer, recipe.optimizer, recipe.schedule, step, recipe.steps)
+        if disc_optimizer is not None:
+            set_learning_rate(
+                disc_optimizer, recipe.discriminator.optimizer, recipe.discriminator.schedule, step, recipe.steps
+            )
+        disc_active = False
+
+        # -- forward and backward over grad_accum micro-batches; gradients add up in .grad ------------------
+        for _ in range(recipe.grad_accum):
+            batch = send_to_device(next(stream), accelerator.device)
+            with accelerator.autocast():
+                output = model.training_losses(batch, step)
+            losses = named_losses(output, f"{type(model).__name__}.training_losses")
+            # With a discriminator, `inputs=` keeps the generator's loss from leaving gradients on the
+            # discriminator (its adversarial term flows through it) and vice versa below.
+            accelerator.backward(losses["loss"] / recipe.grad_accum, **({"inputs": main_params} if disc_params else {}))
+            window.add(losses)
+            if disc_optimizer is not None:
+                with accelerator.autocast():
+                    disc_losses = model.discriminator_losses(batch, output, step)
+                if disc_losses:  # {} while the discriminator rests
+                    disc_losses = named_losses(disc_losses, f"{type(model).__name__}.discriminator_losses")
+                    accelerator.backward(disc_losses["loss"] / recipe.grad_accum, inputs=disc_params)
+                    window.add({f"disc_{k}": v for k, v in disc_losses.items()})
+                    disc_active = True
+            del output, losses
+
+        # -- one update: average gradients over processes, clip, step; the same update on every process -----
+        average_gradients(accelerator, main_params)
+        if recipe.grad_clip is not None:
+            window.add({"grad_norm": accelerator.clip_grad_norm_(main_params, recipe.grad_clip)})
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if disc_active:
+            average_gradients(accelerator, disc_params)
+            if recipe.grad_clip is not None:
+                accelerator.clip_grad_norm_(disc_params, recipe.grad_clip)
+            disc_optimizer.step()
+        if disc_optimizer is not None:
+            disc_optimizer.zero_grad(set_to_none=True)
+        sync_buffers(accelerator, model)
+        if ema is not None:
+            ema.update(model, step)
+        done, samples_seen = step + 1, samples_seen + samples_per_step
+        progress.update(1)
+
+        # -- logging, evaluation, checkpoints ---------------------------------------------------------------
+        if done % recipe.log.every == 0 or done == recipe.steps:
+            elapsed = time.perf_counter() - window_start
+            record = {
+                "step": done,
+                "lr": lr,
+                **window.mean(accelerator),
+                "samples_per_s": (done - window_first_step) * samples_per_step / max(elapsed, 1e-9),
+            }
+            log.write(record)
+            progress.set_postfix(loss=f"{record['loss']:.4g}", samples_s=f"{record['samples_per_s']:.1f}")
+            window, window_start, window_first_step = MetricWindow(), time.perf_counter(), done
+        if recipe.eval is not None and (done == recipe.steps or (recipe.eval.every and done % recipe.eval.every == 0)):
+            log.write({"step": done, **evaluate(recipe, model, ema, accelerator, suite_runner, out_dir, done)})
+        if recipe.checkpoint.every and done % recipe.checkpoint.every == 0 and done < recipe.steps:
+            save_checkpoint(accelerator, checkpoint_root, done, recipe.checkpoint.keep, {"samples": samples_seen})
+    progress.close()
+
+    # -- export: the same weights on every process (checked), written once --------------------------------
+    stats = weight_stats(accelerator, model)
+    in_sync = all(row == stats[0] for row in stats)
+    log.write(
+        {
+            "event": "end",
+            "step": recipe.steps,
+            "world_size": world,
+            "rank_weight_stats": stats,
+            "ranks_in_sync": in_sync,
+        }
+    )
+    if not in_sync:
+        accelerator.print("zoo train: warning: the processes' weights differ; exporting the main process's")
+    metadata.update(steps=recipe.steps, samples=samples_seen, weights="ema" if ema and recipe.ema.export else "raw")
+    final = out_dir / FINAL
+    if main:
+        model.eval()
+        if ema is not None and recipe.ema.export:
+            with ema.applied(model):
+                export(model, final, metadata)
+        else:
+            export(model, final, metadata)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# -- building blocks, in the order the loop uses them -----------------------------------------------------
+
+
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator for one stage. accelerate keeps one global state per process and refuses a second
+    Accelerator with another precision, so a stage (or a second run in the same Python process) resets
+    that state first; the process group itself (PartialState) is kept."""
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import parse_flag_from_env
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def build_model(spec: ModelSpec):
+    """A registry entry (or ``save_pretrained`` folder) with overrides, or a ``target`` class with its config."""
+    if spec.target is not None:
+        from zoo.pretrained import import_target
+
+        cls = import_target(spec.target)
+        return cls(**{**spec.config, **spec.overrides})
+    import zoo
+
+    return zoo.load(spec.name, pretrained=spec.pretrained, **spec.overrides)
+
+
+def _trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def _has_trainable_parameters(model) -> bool:
+    if isinstance(model, nn.Module) and _trainable(model):
+        return True
+    if callable(getattr(model, "fit", None)):
+        return False
+    raise ZooError(f"{type(model).__name__} has neither trainable parameters nor fit(texts): nothing to train")
+
+
+def fit_and_export(model, dataset, out_dir: Path, accelerator: Accelerator, log: RunLog, metadata: dict) -> Path:
+    """Tokenizers trained without gradients: ``fit`` on the training texts (main process), then export."""
+    final = out_dir / FINAL
+    if accelerator.is_main_process:
+        log.write({"event": "fit", "tokenizer": type(model).__name__})
+        started = time.perf_counter()
+        model.fit(texts_of(dataset))
+        log.write(
+            {"event": "end", "fit_seconds": round(time.perf_counter() - started, 3), "vocab_size": model.vocab_size}
+        )
+        export(model, final, metadata)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def make_optimizer(params: list[nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    cls = torch.optim.AdamW if spec.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps, weight_decay=spec.weight_decay)
+
+
+def learning_rate(base: float, schedule: ScheduleSpec, step: int, total: int) -> float:
+    """Linear warm-up to ``base``, then cosine / linear decay to ``base * min_lr_ratio`` (or constant)."""
+    if step < schedule.warmup_steps:
+        return base * (step + 1) / schedule.warmup_steps
+    if schedule.decay == "constant":
+        return base
+    progress = min(1.0, (step - schedule.warmup_steps) / max(1, total - schedule.warmup_steps))
+    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule.decay == "cosine" else 1.0 - progress
+    return base * (schedule.min_lr_ratio + (1.0 - schedule.min_lr_ratio) * shape)
+
+
+def set_learning_rate(optimizer, spec: OptimizerSpec, schedule: ScheduleSpec, step: int, total: int) -> float:
+    # A pure function of the step (as in nanoGPT): there is no scheduler state to checkpoint or restore.
+    lr = learning_rate(spec.lr, schedule, step, total)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def named_losses(output, owner: str) -> dict[str, torch.Tensor]:
+    """The losses of a ``TokenizerOutput`` or a dict, checked to hold a scalar ``"loss"``."""
+    losses = output.losses if isinstance(output, TokenizerOutput) else output
+    if not isinstance(losses, dict):
+        raise ZooError(f"{owner} must return a dict of losses or a TokenizerOutput, got {type(output).__name__}")
+    total = losses.get("loss")
+    if not isinstance(total, torch.Tensor) or total.numel() != 1:
+        raise ZooError(f"{owner} must return a scalar tensor 'loss' (the total to minimise); got keys {sorted(losses)}")
+    if not total.requires_grad:
+        raise ZooError(f"{owner}: 'loss' does not depend on any trainable parameter")
+    return losses
+
+
+class MetricWindow:
+    """Sums of logged values since the last log line, kept on the device (no sync per step)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict) -> None:
+        for key, value in values.items():
+            value = torch.as_tensor(value).detach().float().mean()
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def mean(self, accelerator: Accelerator) -> dict[str, float]:
+        """Means over the window and over processes (every process holds the same keys: same steps)."""
+        if not self.sums:
+            return {}
+        keys = sorted(self.sums)
+        local = torch.stack([self.sums[k].to(accelerator.device) / self.counts[k] for k in keys])
+        reduced = accelerator.reduce(local, reduction="mean")
+        return {k: float(v) for k, v in zip(keys, reduced.tolist())}
+
+
+def average_gradients(accelerator: Accelerator, params: list[nn.Parameter]) -> None:
+    """Replace each gradient by its mean over processes, in one all-reduce of a flat buffer.
+
+    A parameter without a gradient on one process counts as zero there; one without a gradient on
+    every process keeps ``grad=None`` (so the optimiser leaves it alone, as it would in one process).
+    """
+    if accelerator.num_processes == 1 or not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
+    flat = torch.cat([g.reshape(-1) for g in grads] + [has_grad])
+    flat = accelerator.reduce(flat, reduction="sum")
+    counts = flat[-len(params) :].tolist()
+    offset = 0
+    for p, g, count in zip(params, grads, counts):
+        n = g.numel()
+        if count > 0:
+            p.grad = (flat[offset : offset + n] / accelerator.num_processes).view_as(p).to(g.dtype)
+        offset += n
+
+
+def sync_buffers(accelerator: Accelerator, model: nn.Module) -> None:
+    """Copy the main process's buffers (running statistics, EMA codebooks) to the others, as DDP does."""
+    if accelerator.num_processes == 1:
+        return
+    buffers = [b for b in model.buffers() if b.dtype != torch.bool]  # gloo cannot broadcast bools
+    if buffers:
+        synced = broadcast(buffers, from_process=0)
+        with torch.no_grad():
+            for buffer, value in zip(buffers, synced):
+                buffer.copy_(value)
+
+
+@torch.no_grad()
+def evaluate(
+    recipe: Recipe, model, ema: EMA | None, accelerator: Accelerator, suite_runner, out_dir: Path, step: int
+) -> dict:
+    """Validation losses on ``data.val`` (all processes) and the eval suite (main process), with EMA weights."""
+    record: dict = {}
+    model.eval()
+    if recipe.data.val is not None:
+        dataset = build_dataset(recipe.data.val, "val")
+        loader = batches(
+            dataset,
+            recipe.data,
+            recipe.batch_size,
+            recipe.seed,
+            accelerator.process_index,
+            accelerator.num_processes,
+            stop_batch=recipe.eval.val_batches,
+            shuffle=False,
+        )
+        window = MetricWindow()
+        for batch in loader:
+            with accelerator.autocast():
+                window.add(
+                    named_losses(
+                        model.training_losses(send_to_device(batch, accelerator.device), step), "training_losses"
+                    )
+                )
+        record.update({f"val_{k}": v for k, v in window.mean(accelerator).items()})
+    if suite_runner is not None and accelerator.is_main_process:
+        with ema.applied(model) if ema is not None else contextlib.nullcontext():
+            results = suite_runner(
+                recipe.eval.suite,
+                tokenizers=[model],
+                limit=recipe.eval.limit,
+                out_dir=out_dir / "eval" / f"step-{step:08d}",
+            )
+        record.update(_numbers(results, "eval"))
+    accelerator.wait_for_everyone()
+    model.train()
+    return record
+
+
+def _suite_runner(recipe: Recipe):
+    if recipe.eval is None or recipe.eval.suite is None:
+        return None
+    try:
+        from zoo.evaluate import run_suite
+    except ImportError as err:
+        raise ZooError(
+            f"eval.suite needs the evaluation harness (zoo.evaluate), which cannot be imported: {err}"
+        ) from None
+    from zoo.resources import resolve_resource
+
+    if not resolve_resource(recipe.eval.suite).is_file():
+        raise ZooError(f"eval.suite: suite file {recipe.eval.suite!r} does not exist")
+    return run_suite
+
+
+def _numbers(results, prefix: str) -> dict:
+    """The numeric leaves of an evaluation result, flattened to ``prefix/a/b`` keys for the log."""
+    if isinstance(results, (int, float)) and not isinstance(results, bool):
+        return {prefix: float(results)}
+    if isinstance(results, dict):
+        found = {}
+        for key, value in results.items():
+            found.update(_numbers(value, f"{prefix}/{key}"))
+        return found
+    return {}
+
+
+def weight_stats(accelerator: Accelerator, model: nn.Module) -> list[list[float]]:
+    """Per-process [sum, sum of squares, position-weighted sum] of the weights, gathered (equal when in sync)."""
+    flat = torch.cat([t.detach().double().reshape(-1) for t in model.state_dict().values() if t.is_floating_point()])
+    positions = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device) / flat.numel()
+    local = torch.stack([flat.sum(), (flat * flat).sum(), (flat * positions).sum()])
+    return accelerator.gather(local.unsqueeze(0)).tolist()
+
+
+def export(model, final: Path, metadata: dict) -> None:
+    """``save_pretrained`` into a temporary folder, then rename: ``final`` is always complete."""
+    temp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    model.save_pretrained(temp, metadata=metadata)
+    if final.exists():
+        shutil.rmtree(final)
+    temp.rename(final)
+
+
+def git_revision() -> str | None:
+    """The commit of the zoo checkout that trained the model (``+dirty`` with uncommitted changes)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
