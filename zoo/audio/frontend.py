@@ -121,7 +121,8 @@ def pad_ids(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def dataset_fbank_statistics(spec: str | dict, limit: int | None = 512) -> tuple[float, float]:
-    """Mean and standard deviation of the (unnormalised) fbank over a dataset, for ``fbank_mean`` / ``fbank_std``.
+    """Mean and standard deviation of the (unnormalised) fbank over ``limit`` clips spread evenly over a
+    dataset, for ``fbank_mean`` / ``fbank_std``.
 
     BEATs normalises with one scalar mean and std; these are the same two numbers for your data.
     """
@@ -129,7 +130,9 @@ def dataset_fbank_statistics(spec: str | dict, limit: int | None = 512) -> tuple
 
     dataset = load_dataset(spec)
     count, total, total_sq = 0, 0.0, 0.0
-    for index in range(len(dataset) if limit is None else min(limit, len(dataset))):
+    size = len(dataset)
+    chosen = range(size) if limit is None or limit >= size else torch.linspace(0, size - 1, limit).round().long()
+    for index in sorted({int(i) for i in chosen}):  # evenly spread over the dataset
         wave = dataset[index]["audio"]
         frames = log_mel_fbank(wave).double()
         count += frames.numel()
