@@ -3,8 +3,12 @@
 Inputs and codes live on the unit sphere, so the nearest code by squared L2 is the one of highest
 cosine. The codebook is initialised by cosine k-means (10 iterations) on the first training batch, then
 follows an EMA of the l2-normalised mean of the vectors assigned to each code, re-normalised after
-every update; a code no vector chose keeps its vector (no dead-code restart). The loss is BEATs'
+every update; a code no vector chose keeps its vector. The loss is BEATs'
 ``beta * ||sg[z_q] - z||^2`` with straight-through gradients (https://arxiv.org/abs/2212.09058, Eq. 2).
+
+BEATs restarts no dead code. At small scale the codebook collapses onto a handful of codes, so
+``dead_code_threshold > 0`` (off by default) adds EnCodec's remedy: a code whose EMA usage per batch
+falls below the threshold is moved onto a random vector of the current batch.
 
 vector-quantize-pytorch's cosine codebook averages sums rather than normalised means and, with a mask,
 applies its commitment loss to the un-normalised input, so the update is written here; its k-means
@@ -33,14 +37,24 @@ class NormEMAVectorQuantizer(nn.Module):
         decay: EMA decay of the codebook (0.99).
         beta: weight of the commitment term (BEATs: 1.0).
         kmeans_iters: cosine k-means iterations of the initialisation (10).
+        dead_code_threshold: restart codes whose EMA usage per batch is below this (0: never, as BEATs).
     """
 
-    def __init__(self, codebook_size: int, dim: int, decay: float = 0.99, beta: float = 1.0, kmeans_iters: int = 10):
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        decay: float = 0.99,
+        beta: float = 1.0,
+        kmeans_iters: int = 10,
+        dead_code_threshold: float = 0.0,
+    ):
         super().__init__()
         self.codebook_size = codebook_size
         self.decay = decay
         self.beta = beta
         self.kmeans_iters = kmeans_iters
+        self.dead_code_threshold = dead_code_threshold
         self.register_buffer("codebook", F.normalize(torch.randn(codebook_size, dim), dim=-1))
         self.register_buffer("cluster_size", torch.zeros(codebook_size))
         self.register_buffer("initted", torch.zeros((), dtype=torch.bool))
@@ -71,6 +85,19 @@ class NormEMAVectorQuantizer(nn.Module):
         means = torch.where(used.unsqueeze(1), means, self.codebook)
         self.codebook.copy_(F.normalize(self.codebook * self.decay + means * (1 - self.decay), dim=-1))
 
+    @torch.no_grad()
+    def _restart_dead_codes(self, vectors: torch.Tensor) -> None:
+        """Move codes used less than ``dead_code_threshold`` times per batch onto random batch vectors."""
+        dead = self.cluster_size < self.dead_code_threshold
+        count = int(dead.sum())
+        if count == 0:
+            return
+        picks = vectors[torch.randint(len(vectors), (count,), device=vectors.device)]
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(picks, src=0)
+        self.codebook[dead] = picks
+        self.cluster_size[dead] = self.dead_code_threshold
+
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """Ids of the nearest codes by squared L2 for unit vectors ``z [..., D]``."""
         distances = 2 - 2 * z @ self.codebook.t()  # ||z - c||^2 for unit z, c
@@ -86,6 +113,8 @@ class NormEMAVectorQuantizer(nn.Module):
             z_q = self.codebook[ids]  # [B, N, D]
             if self.training and valid.any():
                 self._ema_update(z[valid].detach(), ids[valid])
+                if self.dead_code_threshold > 0:
+                    self._restart_dead_codes(z[valid].detach())
             if valid.any():
                 loss = self.beta * F.mse_loss(z_q[valid].detach(), z[valid])
             else:

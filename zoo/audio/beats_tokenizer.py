@@ -48,6 +48,7 @@ class BEATsTokenizer(BEATsModel):
         patch_dim, patch_size: patch embedding width (512) and patch side (16).
         dropout: dropout of the encoder.
         ema_decay, beta, kmeans_iters: the quantizer (0.99, 1.0, 10).
+        dead_code_threshold: restart codes used less than this per batch (0: never, as BEATs).
         teacher: checkpoint folder or registry name of the SSL teacher (training only).
         estimator_dim, estimator_depth, estimator_heads: the estimator (paper: 768, 3, 12; training only).
         fbank_mean, fbank_std: front-end normalisation.
@@ -69,6 +70,7 @@ class BEATsTokenizer(BEATsModel):
         ema_decay: float = 0.99,
         beta: float = 1.0,
         kmeans_iters: int = 10,
+        dead_code_threshold: float = 0.0,
         teacher: str | None = None,
         estimator_dim: int = 768,
         estimator_depth: int = 3,
@@ -84,7 +86,9 @@ class BEATsTokenizer(BEATsModel):
         self.positions = PatchPositions(dim, self.bands)
         self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
         self.to_code = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, codebook_dim))
-        self.quantizer = NormEMAVectorQuantizer(codebook_size, codebook_dim, ema_decay, beta, kmeans_iters)
+        self.quantizer = NormEMAVectorQuantizer(
+            codebook_size, codebook_dim, ema_decay, beta, kmeans_iters, dead_code_threshold
+        )
         self.estimator = None
         if teacher is not None:
             teacher_dim = int(reference_config(teacher).get("dim", 768))
