@@ -224,6 +224,23 @@ def test_quantizer_ema_update_by_hand():
     torch.testing.assert_close(loss, F.mse_loss(old, unit[:3]))
 
 
+def test_dead_codes_restart_only_when_asked():
+    z = F.normalize(torch.tensor([[[1.0, 0.1], [1.0, -0.1], [0.9, 0.0]]]), dim=-1)
+    pad = torch.zeros(1, 3, dtype=torch.bool)
+    for threshold in (0.0, 0.5):
+        quantizer = NormEMAVectorQuantizer(2, 2, decay=0.9, dead_code_threshold=threshold).train()
+        quantizer.codebook.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        quantizer.cluster_size.fill_(1.0)
+        quantizer.initted.fill_(True)
+        for _ in range(8):  # code 1 is never chosen: its usage decays 0.9 per batch
+            quantizer(z, pad)
+        if threshold == 0.0:
+            assert quantizer.codebook[1].tolist() == [-1.0, 0.0]  # BEATs: kept as it was
+        else:  # moved onto one of the batch's vectors once its usage fell under 0.5
+            assert any(torch.allclose(quantizer.codebook[1], v) for v in z[0])
+            assert quantizer.cluster_size[1] >= 0.5 * 0.9
+
+
 def test_quantizer_straight_through_and_kmeans_init():
     torch.manual_seed(0)
     quantizer = NormEMAVectorQuantizer(4, 3, kmeans_iters=5).train()
