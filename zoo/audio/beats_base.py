@@ -76,8 +76,9 @@ class BEATsModel(NeuralTokenizer):
         """Tokens per second: ``bands`` patches every ``patch_size`` frames of 10 ms."""
         return SAMPLE_RATE / (HOP * self.patch_size) * self.bands
 
-    def fbank(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def fbank(self, audio: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """``fbank [B, 1, F, 128]`` on the model's device, ``patch_lengths [B]`` and the padding mask ``[B, N]``."""
+        audio, lengths = check_audio(audio, lengths)
         device = self.device
         fbank, patch_lengths = self.frontend(audio.detach().float().to(device), lengths.to(device))
         num = fbank.shape[2] // self.patch_size * self.bands
