@@ -87,24 +87,28 @@ class BEATsModel(NeuralTokenizer):
     def tokenize(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ZooError(f"{type(self).__name__} does not define tokenize(audio, lengths)")
 
+    def _tokens(self, x: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked input -> ``(ids [B, N] with -1 past each end, patch lengths [B])``, also for clips too short."""
+        x, lengths = check_audio(x, lengths)
+        if len(lengths) == 0 or int(num_patches(lengths, self.patch_size).max()) == 0:  # not one whole patch
+            return torch.zeros(x.shape[0], 0, dtype=torch.long), torch.zeros(x.shape[0], dtype=torch.long)
+        ids, patch_lengths = self.tokenize(x, lengths)
+        return pad_ids(ids, patch_lengths), patch_lengths
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> AudioTokens:
         """``[B, T]`` 16 kHz audio -> ``AudioTokens(ids [B, N] with -1 past each end, lengths [B])``."""
-        x, lengths = check_audio(x, lengths)
-        if len(lengths) == 0 or int(num_patches(lengths, self.patch_size).max()) == 0:  # nothing as long as one patch
-            return AudioTokens(torch.zeros(x.shape[0], 0, dtype=torch.long), torch.zeros(x.shape[0], dtype=torch.long))
         was_training = self.training
         self.eval()
         try:
-            ids, patch_lengths = self.tokenize(x, lengths)
+            ids, patch_lengths = self._tokens(x, lengths)
         finally:
             self.train(was_training)
-        return AudioTokens(pad_ids(ids, patch_lengths).cpu(), patch_lengths.cpu())
+        return AudioTokens(ids.cpu(), patch_lengths.cpu())
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> TokenizerOutput:
-        x, lengths = check_audio(x, lengths)
-        ids, patch_lengths = self.tokenize(x, lengths)
-        return TokenizerOutput(indices=pad_ids(ids, patch_lengths), extras={"lengths": patch_lengths})
+        ids, patch_lengths = self._tokens(x, lengths)
+        return TokenizerOutput(indices=ids, extras={"lengths": patch_lengths})
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors ``[..., D]`` for ids ``[...]`` (padding ids ``-1`` give zero vectors)."""
