@@ -26,6 +26,8 @@ METRICS: dict[str, str] = {
     "vocab-categories": "zoo.metrics.text:VocabularyCategories",
     "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
     "lexicon-share": "zoo.metrics.text:LexiconShare",
+    "token-purity": "zoo.metrics.audio:TokenPurity",
+    "linear-probe": "zoo.metrics.probe:LinearProbe",
 }
 
 
