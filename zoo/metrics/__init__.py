@@ -17,6 +17,7 @@ METRICS: dict[str, str] = {
     "codebook": "zoo.metrics.codebook:CodebookUsage",
     "throughput": "zoo.metrics.throughput:Throughput",
     "pfid": "zoo.metrics.pfid:PerturbedFID",
+    "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
 }
 
 
