@@ -113,7 +113,8 @@ class Teacher(FeatureNetwork):
     def __init__(self, network: nn.Module, run: Callable, spec: dict, **preprocessing):
         super().__init__(network, run, **preprocessing)
         self.spec = spec
-        self.network.requires_grad_(False)
+        for parameter in self.network.parameters():  # (a ScriptModule has no requires_grad_)
+            parameter.requires_grad_(False)
         self.train(False)
 
     def train(self, mode: bool = True) -> Teacher:
@@ -249,7 +250,10 @@ def _timm(spec: dict, with_weights: bool = True):
             index = int(layer) % count if count else int(layer)
             return net.forward_intermediates(x, indices=[index], intermediates_only=True)[0]
     cfg = network.pretrained_cfg
-    defaults = {"size": int(cfg.get("input_size", (3, 224, 224))[-1]),
+    # A ViT built with another img_size (kwargs) takes that size, whatever its pretrained_cfg says.
+    built_size = getattr(getattr(network, "patch_embed", None), "img_size", None)
+    size = built_size[-1] if built_size else cfg.get("input_size", (3, 224, 224))[-1]
+    defaults = {"size": int(size),
                 "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))), "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
                 "prefix_tokens": getattr(network, "num_prefix_tokens", None)}
     return network, run, defaults
