@@ -72,7 +72,8 @@ def test_pixel_weight_decides_between_a_semantic_and_a_pixel_match():
     with torch.no_grad():
         book.semantic.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
         book.pixel.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
-    # Semantic half: d(code 0) = 0, d(code 1) = 2. Pixel half (0.8, 0.6): d(code 0) = 2 - 2 * 0.6 = 0.8, d(code 1) = 0.4.
+    # Semantic half: d(code 0) = 0, d(code 1) = 2.
+    # Pixel half (0.8, 0.6): d(code 0) = 2 - 2 * 0.6 = 0.8, d(code 1) = 2 - 2 * 0.8 = 0.4.
     z = torch.tensor([1.0, 0.0, 0.8, 0.6]).view(1, 4, 1, 1)
     book.pixel_weight = 1.0  # totals: code 0 = 0 + 0.8, code 1 = 2 + 0.4
     assert book.quantize(z)[1].item() == 0

@@ -24,8 +24,9 @@ outputs ``[B, N, D]`` lose their prefix tokens (class / register tokens) and bec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -253,8 +254,8 @@ def _timm(spec: dict, with_weights: bool = True):
     # A ViT built with another img_size (kwargs) takes that size, whatever its pretrained_cfg says.
     built_size = getattr(getattr(network, "patch_embed", None), "img_size", None)
     size = built_size[-1] if built_size else cfg.get("input_size", (3, 224, 224))[-1]
-    defaults = {"size": int(size),
-                "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))), "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
+    defaults = {"size": int(size), "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
+                "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
                 "prefix_tokens": getattr(network, "num_prefix_tokens", None)}
     return network, run, defaults
 

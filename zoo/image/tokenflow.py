@@ -89,7 +89,8 @@ class TokenFlowTokenizer(NeuralTokenizer):
         self.downsample = 2 ** (len(channel_mult) - 1)
         self.loss_weights = _options("loss", loss, LOSS_DEFAULTS)
         if self.loss_weights["perceptual"] > 0 and not self.loss_weights["perceptual_weights"]:
-            raise ZooError("loss.perceptual > 0 needs loss.perceptual_weights: a local safetensors file of VGG16 weights")
+            raise ZooError("loss.perceptual > 0 needs loss.perceptual_weights: a local safetensors file of VGG16 "
+                           "weights")
         self.teacher_spec = None if teacher is None else teacher_spec(teacher)  # checked now, loaded when training
         self.teacher_dim = int(teacher_dim)
         decoder_options = _options("semantic_decoder", semantic_decoder, DECODER_DEFAULTS)
