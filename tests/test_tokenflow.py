@@ -354,3 +354,66 @@ def test_the_tiny_recipe_runs_teacher_then_tokenizer(tmp_path):
     assert tok.config["teacher"] == str((out / "teacher" / "final").resolve())
     assert int(tok.semantic_encoder.initialised_from_teacher) == 1
     assert tok.encode(torch.rand(1, 3, 32, 32)).shape == (1, 8, 8)
+
+
+def test_paper_scale_recipe_carries_tokenflow_settings():
+    config = load_recipe(ROOT / "recipes/image/tokenflow-clipb-imagenet.yaml").stages[0].model.config
+    assert (config["codebook_size"], config["semantic_dim"], config["pixel_dim"]) == (32768, 32, 8)
+    assert config["scales"] == [1, 2, 4, 6, 8, 10, 12, 14] and config["channel_mult"] == [1, 1, 2, 2, 4]
+    assert config["semantic_encoder"]["model"] == config["teacher"]["model"] == "vit_base_patch16_clip_224.openai"
+    assert config["loss"]["commitment"] == 0.25 and config["loss"]["gan_start"] == 20000
+
+
+@pytest.mark.slow
+def test_paper_scale_recipe_builds_and_runs_one_step_on_cpu(tmp_path):
+    """224x224, f16, codebook 32768, 8 scales, a random CLIP ViT-B/16-size teacher from a local file, LPIPS (random
+    VGG file) and the GAN from step 0: one optimiser step, then the export encodes to 561 tokens."""
+    import timm
+    from torchvision.models.vgg import cfgs, make_layers
+
+    teacher = tmp_path / "clip-vit-b16.safetensors"
+    network = timm.create_model("vit_base_patch16_clip_224.openai", pretrained=False)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(teacher))
+    del network
+    vgg = tmp_path / "vgg16.safetensors"
+    save_file({f"features.{k}": v.contiguous() for k, v in make_layers(cfgs["D"]).state_dict().items()}, str(vgg))
+    out = tmp_path / "run"
+    overrides = [
+        "steps=1", "batch_size=2", "mixed_precision=no", "checkpoint.every=0", "log.every=1", "log.progress=false",
+        "data.num_workers=0", "data.val=null", "data.train={name: photos, split: train, size: 224, scales: [1]}",
+        f"model.config.teacher.weights={teacher}", f"model.config.loss.perceptual_weights={vgg}",
+        "model.config.loss.gan_start=0", f"output_dir={out}",
+    ]
+    result = subprocess.run([sys.executable, "-m", "zoo", "train", "recipes/image/tokenflow-clipb-imagenet.yaml",
+                             *overrides], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    step = next(row for row in logged if row.get("step") == 1 and "loss" in row)
+    assert {"l2", "perceptual", "codebook", "commitment", "semantic", "gan"} <= set(step)
+    tok = zoo.load(out / "final")
+    assert tok.vocab_size == 32768 and tok.downsample == 16 and tok.codebook.shape == (32768, 40)
+    assert int(tok.semantic_encoder.initialised_from_teacher) == 1
+    assert tok.encode(torch.rand(1, 3, 224, 224)).shape == (1, 561)
+
+
+def test_classifier_learns_and_exposes_its_feature_map():
+    torch.manual_seed(0)
+    model = ImageClassifier(**CLASSIFIER)
+    labels = torch.arange(20) % 10
+    images = 0.1 * torch.rand(20, 3, 16, 16)
+    for index, label in enumerate(labels.tolist()):  # the class is where a bright square sits
+        row, column = 4 * (label // 4), 4 * (label % 4)
+        images[index, :, row:row + 4, column:column + 4] = 1.0
+    batch = {"image": images, "label": labels}
+    assert model.features(batch["image"]).shape == (20, 16, 4, 4) and model.feature_dim == 16
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(model.training_losses(batch, 0)["loss"])
+    for _ in range(40):
+        losses = model.training_losses(batch, 0)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert float(losses["loss"]) < 0.8 * first and float(losses["accuracy"]) == 1.0
+    assert torch.equal(model.eval().predict(batch["image"]), batch["label"])
+    with pytest.raises(ZooError, match=r"labels must lie in \[0, 10\)"):
+        model.training_losses({"image": batch["image"], "label": torch.full((20,), 10)}, 0)
