@@ -338,3 +338,27 @@ def test_resuming_with_a_changed_recipe_says_what_changed(tmp_path, capsys):
     (resumed,) = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r.get("event") == "resume"]
     assert resumed["step"] == 2 and resumed["changed_settings"] == ["optimizer"]
     assert "resuming with changed optimizer" in capsys.readouterr().out
+
+
+def test_a_registered_family_trains_end_to_end_from_its_recipe(tmp_path):
+    """vq-f8's own recipe, shortened, with its GAN loss switched on: the export is the trained model."""
+    final = train(
+        "recipes/image/vq-f8.yaml",
+        [
+            f"output_dir={tmp_path / 'vq'}",
+            "steps=3",
+            "batch_size=4",
+            "log.every=1",
+            "data={train: 'synthetic-images:size=32,count=16'}",
+            "model.overrides={loss: {gan: 0.1}}",
+        ],
+    )
+    records = read_log(tmp_path / "vq" / "log.jsonl")
+    start = [r for r in records if r.get("event") == "start"][0]
+    assert start["discriminator_parameters"] > 0
+    assert [r["step"] for r in records if "disc_loss" in r] == [1, 2, 3]
+    end = [r for r in records if r.get("event") == "end"][0]
+    tok = zoo.load(final)
+    assert weight_stats(tok.state_dict()) == end["rank_weight_stats"][0]
+    x = torch.nn.functional.interpolate(images(2), size=32)  # [2, 3, 32, 32]
+    assert torch.equal(tok.encode(x), zoo.load(final).encode(x))

@@ -37,6 +37,8 @@ DATASETS: dict[str, str] = {
     "fortunes": "zoo.data.text:fortunes",
     "stdlib-code": "zoo.data.text:stdlib_code",
     "text-files": "zoo.data.text:text_files",
+    "text-mix": "zoo.data.text:text_mix",
+    "pycountry-parallel": "zoo.data.text:pycountry_parallel",
     "synthetic-text": "zoo.data.synthetic:synthetic_text",
 }
 

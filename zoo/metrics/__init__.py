@@ -17,6 +17,15 @@ METRICS: dict[str, str] = {
     "codebook": "zoo.metrics.codebook:CodebookUsage",
     "throughput": "zoo.metrics.throughput:Throughput",
     "pfid": "zoo.metrics.pfid:PerturbedFID",
+    "bytes-per-token": "zoo.metrics.text:BytesPerToken",
+    "chars-per-token": "zoo.metrics.text:CharsPerToken",
+    "fertility": "zoo.metrics.text:Fertility",
+    "continued-words": "zoo.metrics.text:ContinuedWords",
+    "parity": "zoo.metrics.text:Parity",
+    "renyi-efficiency": "zoo.metrics.text:RenyiEfficiency",
+    "vocab-categories": "zoo.metrics.text:VocabularyCategories",
+    "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
+    "lexicon-share": "zoo.metrics.text:LexiconShare",
     "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
 }
 

@@ -14,8 +14,9 @@ Distributed runs (``accelerate launch -m zoo train RECIPE``) use accelerate for 
 devices, mixed precision and checkpoints. The model is not wrapped in DistributedDataParallel:
 losses come from ``training_losses``, not ``forward``, and GAN families run two backward passes
 per step, two things DDP's hooks do not expect. Instead every process starts from the same weights
-(same seed, then copied from the main process), gradients are averaged across processes once per optimiser step (one all-reduce), and
-every process applies the same update, so the weights stay identical; the run checks it at the end.
+(same seed, then copied from the main process), gradients are averaged across processes once per
+optimiser step (one all-reduce), and every process applies the same update, so the weights stay
+identical; the run checks it at the end.
 """
 
 from __future__ import annotations
