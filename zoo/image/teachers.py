@@ -43,7 +43,7 @@ _OPTIONS = {
     "torchscript": ("path",),
     "inception": ("tap",),
 }
-_SCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
+_SCRIPT_SUFFIXES = (".pt", ".ts", ".jit")
 
 
 def teacher_spec(spec: Any, need_weights: bool = True) -> dict:
@@ -55,10 +55,10 @@ def teacher_spec(spec: Any, need_weights: bool = True) -> dict:
         if text.startswith("timm:"):
             from zoo.data import parse_spec
 
-            name, options = parse_spec(text)
-            model = name[len("timm:"):] if name != "timm" else None
+            _, options = parse_spec(text)  # "timm:NAME,weights=FILE": NAME is the first positional value
             positional = options.pop("_positional", [])
-            return teacher_spec({"kind": "timm", "model": model or (positional[0] if positional else None), **options})
+            return teacher_spec({"kind": "timm", "model": positional[0] if positional else None, **options},
+                                need_weights)
         if text.endswith(_SCRIPT_SUFFIXES):
             return {"kind": "torchscript", "path": text}
         return {"kind": "zoo", "path": text}
