@@ -28,7 +28,7 @@ from torch import nn
 
 from zoo.errors import ZooError
 from zoo.image.dual_codebook import DualCodebook, MultiScaleDualCodebook
-from zoo.image.losses import PerceptualLoss, adaptive_gan_weight
+from zoo.image.losses import PatchDiscriminator, PerceptualLoss, adaptive_gan_weight
 from zoo.image.teachers import Teacher, build_teacher, teacher_spec
 from zoo.image.tokenflow_parts import SemanticDecoder, SemanticEncoder, cosine_distillation_loss
 from zoo.image.vq import LOSS_DEFAULTS as VQ_LOSS_DEFAULTS
@@ -111,8 +111,6 @@ class TokenFlowTokenizer(NeuralTokenizer):
                                                     pixel_defaults)
             self.semantic_decoder = SemanticDecoder(semantic_dim, self.teacher_dim, **decoder_options)
             if self.loss_weights["gan"] > 0:
-                from zoo.image.losses import PatchDiscriminator
-
                 self.discriminator = PatchDiscriminator(self.loss_weights["disc_channels"],
                                                         self.loss_weights["disc_layers"])
         if self.semantic_encoder.downsample not in (None, self.downsample):
