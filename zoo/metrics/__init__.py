@@ -28,6 +28,7 @@ METRICS: dict[str, str] = {
     "lexicon-share": "zoo.metrics.text:LexiconShare",
     "token-purity": "zoo.metrics.audio:TokenPurity",
     "linear-probe": "zoo.metrics.probe:LinearProbe",
+    "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
 }
 
 
