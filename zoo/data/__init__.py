@@ -30,6 +30,7 @@ DATASETS: dict[str, str] = {
     "digits": "zoo.data.images:digits",
     "image-folder": "zoo.data.images:image_folder",
     "synthetic-images": "zoo.data.synthetic:synthetic_images",
+    "image-tokens": "zoo.data.tokens:image_tokens",
     "gm-notes": "zoo.data.audio:gm_notes",
     "espeak": "zoo.data.audio:espeak",
     "audio-folder": "zoo.data.audio:audio_folder",
