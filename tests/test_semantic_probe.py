@@ -12,7 +12,8 @@ from zoo.errors import ZooError
 from zoo.evaluate import run_suite
 from zoo.metrics import build_metric
 from zoo.metrics.base import EvalContext
-from zoo.metrics.semantic_probe import fit_logistic_probe, semantic_features, token_histogram
+from zoo.metrics.probe import fit_linear_probe, probe_features
+from zoo.metrics.semantic_probe import semantic_features
 
 TRAIN = "digits:split=train"
 TEST = "digits:split=test"
@@ -52,15 +53,6 @@ def _batches(spec: str, size: int = 200):
             for start in range(0, len(dataset), size)]
 
 
-def test_token_histogram_matches_hand_counts():
-    ids = torch.tensor([[[0, 1], [1, 3]]])  # [1, 2, 2]
-    assert torch.equal(token_histogram(ids, 4), torch.tensor([[0.25, 0.5, 0.0, 0.25]], dtype=torch.float64))
-    levels = torch.tensor([[[[0, 2], [1, 2]]]])  # [1, 1, 2, 2]: two codebook levels
-    assert torch.equal(token_histogram(levels, 3), torch.tensor([[0.25, 0.25, 0, 0, 0, 0.5]], dtype=torch.float64))
-    padded = torch.tensor([[2, -1, -1]])  # [1, 3] with padding
-    assert torch.equal(token_histogram(padded, 3), torch.tensor([[0, 0, 1.0]], dtype=torch.float64))
-
-
 def test_semantic_features_prefer_the_semantic_codebook_and_pool():
     ids = torch.tensor([[[0, 1], [2, 3]]])
     plain = semantic_features(BrightnessTokenizer(), ids)
@@ -88,15 +80,17 @@ def test_accuracies_equal_a_hand_fitted_reference_probe(tokenizer_cls):
     y_test = np.concatenate([b["label"].numpy() for b in test_batches])
     views = {
         "semantic": lambda b: semantic_features(tokenizer, tokenizer.encode(b["image"])).numpy(),
-        "histogram": lambda b: token_histogram(tokenizer.encode(b["image"]), 4).numpy(),
+        "histogram": lambda b: probe_features(tokenizer, b, "histogram").numpy(),
     }
     for view, features in views.items():
-        probe = fit_logistic_probe(np.concatenate([features(b) for b in train_batches]), y_train, 1.0, 1000)
+        probe = fit_linear_probe(np.concatenate([features(b) for b in train_batches]), y_train, 1.0, 1000)
         predicted = probe.predict(np.concatenate([features(b) for b in test_batches]))
         assert result[view] == pytest.approx(float((predicted == y_test).mean()), abs=1e-12), view
     counts = np.bincount(y_test)
     assert result["chance"] == pytest.approx(counts.max() / counts.sum())
     assert result["train_items"] == len(y_train)
+    hand = np.bincount(tokenizer.encode(test_batches[0]["image"][:1]).reshape(-1).numpy(), minlength=4) / 16
+    assert np.allclose(views["histogram"]({"image": test_batches[0]["image"][:1]})[0], hand)
     assert result["histogram"] > 1.5 * result["chance"]  # how much ink a digit has says something about it
 
 

@@ -103,6 +103,15 @@ def probe_features(tokenizer, batch: dict, features: str = "auto") -> torch.Tens
     return histogram / histogram.sum(1, keepdim=True).clamp(min=1)
 
 
+def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, max_iter: int = 2000):
+    """The probe: a logistic regression (L-BFGS, L2 strength ``1 / C``) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)).fit(features, labels)
+
+
 class LinearProbe(Metric):
     """Accuracy of a logistic regression on frozen features, trained on ``train`` and scored on the suite data.
 
@@ -154,10 +163,6 @@ class LinearProbe(Metric):
 
     def setup(self, tokenizer, data_key: str | None = None) -> None:
         """Extract train features with the frozen tokenizer and fit the classifier."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         from zoo.data import collate, load_dataset
 
         dataset = load_dataset(self.train_spec)
@@ -171,8 +176,7 @@ class LinearProbe(Metric):
             ys.append(self._labels(batch, f"train data {self.train_spec!r}"))
         if not xs or len(np.unique(np.concatenate(ys))) < 2:
             raise ZooError(f"linear probe: train data {self.train_spec!r} needs items of at least two labels")
-        classifier = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        self.classifier = make_pipeline(StandardScaler(), classifier).fit(np.concatenate(xs), np.concatenate(ys))
+        self.classifier = fit_linear_probe(np.concatenate(xs), np.concatenate(ys), self.C, self.max_iter)
         self.train_items = count
 
     def update(self, ctx: EvalContext) -> None:

@@ -6,12 +6,13 @@ Two views of the same ids, each scored by its own logistic regression:
   has a semantic codebook (TokenFlow), else its code vectors ``tokenizer.embed(ids)`` (a pixel VQ's only
   quantised features), pooled over tokens (``pool: mean``, or ``flatten`` to keep positions);
 - ``histogram``: the normalised bag of ids (one block of ``vocab_size`` per codebook level): what a
-  model sees that only counts tokens.
+  model sees that only counts tokens (``zoo.metrics.probe.probe_features(..., "histogram")``).
 
 The probes are fitted on a labelled train split read by the metric itself (option ``train``, a dataset
 spec) when the suite reaches the tokenizer, and scored on the suite's data, which must be held out
 from it (e.g. ``train: fashion-mnist:split=train`` and suite data ``fashion-mnist:split=test``). The
 held-out state is summable: correct counts per view, the item count and label counts (for chance).
+The probe itself is the generic linear probe's (``zoo.metrics.probe.fit_linear_probe``).
 """
 
 from __future__ import annotations
@@ -23,17 +24,10 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
+from zoo.metrics.probe import fit_linear_probe, probe_features
 
 VIEWS = ("semantic", "histogram")
 POOLS = ("mean", "flatten")
-
-
-def _ids_rows(ids: torch.Tensor) -> torch.Tensor:
-    """Image ids ``[B, h, w]``, ``[B, L]`` or ``[B, h, w, q]`` -> ``[B, tokens, levels]``."""
-    ids = torch.as_tensor(ids).long().cpu()
-    if ids.ndim == 4:
-        return ids.reshape(ids.shape[0], -1, ids.shape[-1])
-    return ids.reshape(ids.shape[0], -1, 1)
 
 
 @torch.no_grad()
@@ -49,27 +43,6 @@ def semantic_features(tokenizer, ids: torch.Tensor, pool: str = "mean") -> torch
     vectors = vectors.reshape(vectors.shape[0], -1, vectors.shape[-1])  # [B, tokens, D]
     pooled = vectors.mean(dim=1) if pool == "mean" else vectors.flatten(1)
     return pooled.double()
-
-
-def token_histogram(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Normalised id counts per image ``[B, levels * vocab_size]``; negative ids (padding) are not counted."""
-    rows = _ids_rows(ids)  # [B, N, q]
-    batch, _, levels = rows.shape
-    valid = (rows >= 0).double()
-    offsets = torch.arange(levels) * vocab_size  # one block per codebook level
-    flat = (rows.clamp(min=0) + offsets).reshape(batch, -1)
-    histogram = torch.zeros(batch, levels * vocab_size, dtype=torch.float64)
-    histogram.scatter_add_(1, flat, valid.reshape(batch, -1))
-    return histogram / histogram.sum(dim=1, keepdim=True).clamp(min=1)
-
-
-def fit_logistic_probe(features: np.ndarray, labels: np.ndarray, C: float, max_iter: int):
-    """Standardised features -> multinomial logistic regression (L-BFGS): the linear probe."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)).fit(features, labels)
 
 
 class SemanticProbe(Metric):
@@ -112,10 +85,10 @@ class SemanticProbe(Metric):
         super().reset()
         self.probes = None
 
-    def _view(self, view: str, tokenizer, ids: torch.Tensor) -> np.ndarray:
+    def _view(self, view: str, tokenizer, ids: torch.Tensor, batch: dict) -> np.ndarray:
         if view == "semantic":
             return semantic_features(tokenizer, ids, self.pool).numpy()
-        return token_histogram(ids, int(tokenizer.vocab_size)).numpy()
+        return probe_features(tokenizer, batch, "histogram").numpy()
 
     @staticmethod
     def _labels(batch: dict, where: str) -> np.ndarray:
@@ -140,12 +113,12 @@ class SemanticProbe(Metric):
                     raise ZooError(f"semantic probe: train data {self.train_spec!r} yields no images")
                 ids = tokenizer.encode(batch["image"].to(device))
                 for view in self.views:
-                    features[view].append(self._view(view, tokenizer, ids))
+                    features[view].append(self._view(view, tokenizer, ids, batch))
                 labels.append(self._labels(batch, f"train data {self.train_spec!r}"))
         if not labels or len(np.unique(np.concatenate(labels))) < 2:
             raise ZooError(f"semantic probe: train data {self.train_spec!r} needs items of at least two labels")
         y = np.concatenate(labels)
-        self.probes = {view: fit_logistic_probe(np.concatenate(features[view]), y, self.C, self.max_iter)
+        self.probes = {view: fit_linear_probe(np.concatenate(features[view]), y, self.C, self.max_iter)
                        for view in self.views}
         self.train_items = count
 
@@ -156,7 +129,7 @@ class SemanticProbe(Metric):
         if labels.size and (labels.min() < 0 or labels.max() >= len(self.label_counts)):
             raise ZooError(f"semantic probe: labels must lie in [0, {len(self.label_counts)}); raise num_labels")
         for index, view in enumerate(self.views):
-            predicted = self.probes[view].predict(self._view(view, ctx.tokenizer, ctx.ids))
+            predicted = self.probes[view].predict(self._view(view, ctx.tokenizer, ctx.ids, ctx.batch))
             self.correct[index] += float((predicted == labels).sum())
         self.total += float(labels.size)
         self.label_counts += torch.bincount(torch.as_tensor(labels), minlength=len(self.label_counts)).double()
