@@ -134,3 +134,21 @@ class PaletteVQ(NeuralTokenizer):
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
         ids = self.encode(x)
         return TokenizerOutput(output=self.decode(ids), indices=ids)
+
+
+def tones(split: str = "test", seed: int = 0, limit: int | None = None, count: int = 6) -> list[dict]:
+    """A tiny audio set for harness tests: sine tones of different pitch and length at 16 kHz."""
+    generator = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(count if limit is None else min(count, limit)):
+        samples = 4000 + 1000 * i
+        t = torch.arange(samples) / 16000
+        wave = 0.5 * torch.sin(2 * torch.pi * (220 + 110 * i) * t) + 0.01 * torch.randn(samples, generator=generator)
+        items.append({"audio": wave, "label": i % 2})
+    return items
+
+
+def sentences(split: str = "test", seed: int = 0, limit: int | None = None) -> list[dict]:
+    """A tiny text set for harness tests."""
+    texts = ["The quick brown fox jumps over the lazy dog.", "héllo wörld 🌍", "zoo: tokenizers for everything", ""]
+    return [{"text": t} for t in texts[:limit]]

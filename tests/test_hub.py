@@ -92,7 +92,7 @@ def test_pretrained_entry_loads_verified_weights(tmp_path, monkeypatch):
                 target: tests.test_pretrained:TinyNet
                 modality: image
                 summary: test
-                weights: {{path: {weights}, sha256: '{'0' * 64}'}}
+                weights: {{path: {weights}, sha256: '{"0" * 64}'}}
               tiny-none:
                 target: tests.test_pretrained:TinyNet
                 modality: image

@@ -48,7 +48,7 @@ def test_several_codebooks_are_counted_per_level():
     assert result["perplexity.level0"] == pytest.approx(math.exp(entropy([3, 1])))
     assert result["perplexity.level2"] == pytest.approx(1.0)
     assert result["usage"] == pytest.approx((2 / 4 + 1 + 1 / 4) / 3)
-    assert figure_to_png(metric.figures()["codebook usage"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure_to_png(metric.figures()["usage per code"])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_text_ids():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from zoo.errors import ZooError
-from zoo.train.recipe import Recipe, apply_override, load_recipe, parse_override
+from zoo.train.recipe import apply_override, load_recipe, parse_override
+from zoo.train.schema import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = """
@@ -183,6 +184,8 @@ def test_stage_errors(tmp_path):
     assert "'stages[1].output_dir' is not allowed inside a stage" in error_of(
         write(tmp_path, "c.yaml", local_out.format(out=tmp_path))
     )
+    single = MINIMAL.replace("ToyVQ\"}", "ToyVQ\", config: {teacher: 'stage:teacher'}}")
+    assert "does not name an earlier stage (it is the first stage)" in error_of(write(tmp_path, "e.yaml", single))
     assert "stages.nobody" in error_of(
         write(tmp_path, "d.yaml", STAGED.format(out=tmp_path)), ["stages.nobody.steps=1"]
     )
@@ -206,14 +209,15 @@ def test_cli_prints_one_line_error_and_exits_2(tmp_path):
     assert str(path) in lines[0]
 
 
-def test_cli_prints_the_resolved_recipe(tmp_path):
+def test_cli_prints_the_resolved_recipe_with_overrides_anywhere(tmp_path):
     path = write(tmp_path, "r.yaml", MINIMAL)
     result = subprocess.run(
-        [sys.executable, "-m", "zoo", "train", str(path), "steps=3", "--print-recipe"],
+        [sys.executable, "-m", "zoo", "train", str(path), "seed=4", "--print-recipe", "steps=3"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "steps: 3" in result.stdout and "synthetic-images" in result.stdout
+    # Overrides may come before or after the flags.
+    assert "steps: 3" in result.stdout and "seed: 4" in result.stdout and "synthetic-images" in result.stdout

@@ -97,7 +97,7 @@ def test_listing_is_natural_sorted_and_filtered(tmp_path):
     target: zoo.text.byte:ByteTokenizer
     modality: {modality}
     summary: s
-    {'weights: {path: w.safetensors}' if pretrained else 'needs_training: true'}
+    {"weights: {path: w.safetensors}" if pretrained else "needs_training: true"}
 """
         for name, modality, pretrained in [
             ("vq-f16", "image", True),
@@ -122,8 +122,7 @@ def test_info_reports_the_entry():
 
 def test_loading_a_text_tokenizer_does_not_import_image_or_audio_code():
     code = (
-        "import sys, zoo; zoo.load('byte'); "
-        "print([m for m in sys.modules if m.startswith(('zoo.image', 'zoo.audio'))])"
+        "import sys, zoo; zoo.load('byte'); print([m for m in sys.modules if m.startswith(('zoo.image', 'zoo.audio'))])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -126,6 +126,8 @@ unicode_text = st.text(alphabet=st.characters(codec=None, exclude_categories=())
 @given(text=unicode_text)
 def test_text_round_trip_on_generated_strings(name, text):
     tok = _TEXT_CACHE.get(name) or _TEXT_CACHE.setdefault(name, _build(name))
+    if not tok.lossless:
+        pytest.skip(f"{name} normalises text (lossless=False), so only its contract is checked")
     try:
         ids = tok.encode(text)
     except zoo.ZooError as err:

@@ -75,6 +75,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     (resumed,) = [r for r in records if r.get("event") == "resume"]
     assert 6 <= resumed["step"] <= killed_at
     assert resumed["checkpoint"].endswith(f"step-{resumed['step']:08d}")
+    assert resumed["changed_settings"] == []
 
     expected, got = _weights(whole / "final"), _weights(broken / "final")
     assert expected.keys() == got.keys()

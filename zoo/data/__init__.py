@@ -30,13 +30,17 @@ DATASETS: dict[str, str] = {
     "digits": "zoo.data.images:digits",
     "image-folder": "zoo.data.images:image_folder",
     "synthetic-images": "zoo.data.synthetic:synthetic_images",
+    "image-tokens": "zoo.data.tokens:image_tokens",
     "gm-notes": "zoo.data.audio:gm_notes",
     "espeak": "zoo.data.audio:espeak",
     "audio-folder": "zoo.data.audio:audio_folder",
+    "audio-mix": "zoo.data.audio:audio_mix",
     "synthetic-audio": "zoo.data.synthetic:synthetic_audio",
     "fortunes": "zoo.data.text:fortunes",
     "stdlib-code": "zoo.data.text:stdlib_code",
     "text-files": "zoo.data.text:text_files",
+    "text-mix": "zoo.data.text:text_mix",
+    "pycountry-parallel": "zoo.data.text:pycountry_parallel",
     "synthetic-text": "zoo.data.synthetic:synthetic_text",
 }
 

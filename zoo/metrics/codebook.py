@@ -135,7 +135,7 @@ class CodebookUsage(Metric):
             right.set_ylabel("share of tokens")
             right.legend(fontsize=7, ncol=2)
             fig.tight_layout()
-            return {"codebook usage": fig}
+            return {"usage per code": fig}
         fig, axes = plt.subplots(len(shares), 2, figsize=(9, 2.4 * len(shares)), squeeze=False)
         for level, (share, level_stats) in enumerate(zip(shares, stats)):
             ax = axes[level, 0]
@@ -157,4 +157,4 @@ class CodebookUsage(Metric):
             ax.set_xlabel("rank")
             ax.legend(fontsize=8)
         fig.tight_layout()
-        return {"codebook usage": fig}
+        return {"usage per code": fig}

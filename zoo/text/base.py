@@ -48,9 +48,14 @@ def reject_lone_surrogates(text: str, owner: str) -> None:
 
 
 class TextTokenizer(Tokenizer):
-    """Base for text: ``encode(str) -> list[int]`` and ``encode(list[str]) -> list[list[int]]``."""
+    """Base for text: ``encode(str) -> list[int]`` and ``encode(list[str]) -> list[list[int]]``.
+
+    ``lossless`` says whether ``decode(encode(s)) == s`` holds for every string the tokenizer accepts
+    (external tokenizers that normalise text, e.g. WordPiece or many SentencePiece models, set it False).
+    """
 
     modality: ClassVar[str] = "text"
+    lossless: ClassVar[bool] = True
 
     @abstractmethod
     def encode_one(self, text: str) -> list[int]: ...
@@ -92,3 +97,11 @@ class TextTokenizer(Tokenizer):
     def token_strings(self, ids: list[int]) -> list[str]:
         """Each id's text, for inspection and vocabulary metrics."""
         return [self.decode_one([i]) for i in ids]
+
+    def token_bytes(self, ids: list[int]) -> list[bytes]:
+        """Each id's UTF-8 bytes (``b""`` for specials), for byte offsets and compression metrics.
+
+        The default decodes ids one at a time, exact when every token is whole characters; tokenizers
+        whose tokens may be parts of a character (byte-level ones) override it.
+        """
+        return [text_to_bytes(self.decode_one([i])) for i in ids]

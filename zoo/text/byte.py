@@ -34,6 +34,9 @@ class ByteTokenizer(TextTokenizer):
     def decode_one(self, ids: list[int]) -> str:
         return bytes_to_text(bytes(i for i in ids if i < 256))
 
+    def token_bytes(self, ids: list[int]) -> list[bytes]:
+        return [bytes([i]) if i < 256 else b"" for i in ids]
+
     def token_strings(self, ids: list[int]) -> list[str]:
         names = {v: k for k, v in self.special_ids.items()}
         return [names[i] if i in names else bytes([i]).decode("latin-1") for i in ids]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.train.recipe import Plan, Recipe, load_recipe
+from zoo.train.recipe import Plan, load_recipe
+from zoo.train.schema import Recipe
 
 __all__ = ["Plan", "Recipe", "load_recipe", "train"]
 

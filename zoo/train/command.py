@@ -25,6 +25,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print the resolved recipe (includes and overrides applied) and exit",
     )
 
+    # argparse fills positionals once, before the first flag, so `zoo train R --resume steps=10` would leave
+    # `steps=10` unrecognised. Overrides may come anywhere: the leftovers that look like KEY=VALUE join them.
+    parse_known_args = parser.parse_known_args
+
+    def parse_known_args_with_late_overrides(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        late = [e for e in extras if "=" in e and not e.startswith("-")]
+        namespace.overrides = [*namespace.overrides, *late]
+        return namespace, [e for e in extras if e not in late]
+
+    parser.parse_known_args = parse_known_args_with_late_overrides
+
 
 def run(args: argparse.Namespace) -> int:
     from zoo.train import load_recipe

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from zoo.data import collate, load_dataset, parse_spec
 from zoo.errors import ZooError
-from zoo.train.recipe import DataSpec
+from zoo.train.schema import DataSpec
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads (seed, position) over the generator's seed space
 

@@ -24,10 +24,13 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Blend in the weights after optimiser step ``step``; before ``start_step`` simply copy them."""
-        weight = 1.0 if step < self.start_step else 1.0 - self.decay
+        copy = step < self.start_step or self.decay == 0.0
         for name, p in model.named_parameters():
             if name in self.shadow:
-                self.shadow[name].lerp_(p.detach(), weight)
+                if copy:  # exact, where lerp with weight 1 would round
+                    self.shadow[name].copy_(p.detach())
+                else:
+                    self.shadow[name].lerp_(p.detach(), 1.0 - self.decay)
 
     @contextlib.contextmanager
     @torch.no_grad()

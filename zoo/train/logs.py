@@ -1,6 +1,6 @@
 """Where a run's numbers go: ``log.jsonl`` (one JSON object a line) and TensorBoard when it is installed.
 
-Only the main process writes; the trainer reduces metrics across processes before they get here.
+Only the main process writes; ``MetricWindow`` averages the numbers over steps and processes first.
 The log is appended to, so a resumed run continues the same file (its ``resume`` record marks where).
 """
 
@@ -10,6 +10,9 @@ import json
 import math
 import time
 from pathlib import Path
+
+import torch
+from accelerate import Accelerator
 
 
 class RunLog:
@@ -57,3 +60,26 @@ def read_log(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+class MetricWindow:
+    """Sums of logged values since the last log line, kept on the device (no sync per step)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict) -> None:
+        for key, value in values.items():
+            value = torch.as_tensor(value).detach().float().mean()
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def mean(self, accelerator: Accelerator) -> dict[str, float]:
+        """Means over the window and over processes (every process holds the same keys: same steps)."""
+        if not self.sums:
+            return {}
+        keys = sorted(self.sums)
+        local = torch.stack([self.sums[k].to(accelerator.device) / self.counts[k] for k in keys])
+        reduced = accelerator.reduce(local, reduction="mean")
+        return {k: float(v) for k, v in zip(keys, reduced.tolist())}

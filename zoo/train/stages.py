@@ -52,6 +52,8 @@ def run_plan(plan: Plan, resume: bool = False, overwrite: bool = False) -> Path:
     state = process_state()
     stage_dirs = [plan.stage_dir(recipe) for recipe in plan.stages]
     existing = [d / name for d in stage_dirs for name in RUN_FILES if (d / name).exists()]
+    # Every process looks before any writes: otherwise rank 0's first log line makes rank 1 see "a run".
+    state.wait_for_everyone()
     if existing and not resume:
         if not overwrite:
             raise ZooError(

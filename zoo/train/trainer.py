@@ -14,8 +14,9 @@ Distributed runs (``accelerate launch -m zoo train RECIPE``) use accelerate for 
 devices, mixed precision and checkpoints. The model is not wrapped in DistributedDataParallel:
 losses come from ``training_losses``, not ``forward``, and GAN families run two backward passes
 per step, two things DDP's hooks do not expect. Instead every process starts from the same weights
-(same seed), gradients are averaged across processes once per optimiser step (one all-reduce), and
-every process applies the same update, so the weights stay identical; the run checks it at the end.
+(same seed, then copied from the main process), gradients are averaged across processes once per
+optimiser step (one all-reduce), and every process applies the same update, so the weights stay
+identical; the run checks it at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast, send_to_device, set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -37,9 +38,10 @@ from zoo.errors import ZooError
 from zoo.tokenizer import TokenizerOutput
 from zoo.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from zoo.train.data import batches, build_dataset, texts_of
+from zoo.train.distributed import average_gradients, broadcast_from_main, sync_buffers, weight_stats
 from zoo.train.ema import EMA
-from zoo.train.logs import RunLog
-from zoo.train.recipe import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
+from zoo.train.logs import MetricWindow, RunLog
+from zoo.train.schema import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
 
 FINAL = "final"
 
@@ -75,6 +77,9 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     # keeps it out of DistributedDataParallel (see the module docstring for why).
     model = accelerator.prepare_model(model, evaluation_mode=True)
     model.train()
+    # The same seed gave every process the same weights; copying the main process's makes sure of it (as
+    # DDP does at construction), whatever a family's initialisation draws on.
+    broadcast_from_main(accelerator, [*model.parameters(), *model.buffers()])
     discriminator = getattr(model, "discriminator", None)
     disc_params = _trainable(discriminator) if isinstance(discriminator, nn.Module) else []
     in_discriminator = {id(p) for p in discriminator.parameters()} if isinstance(discriminator, nn.Module) else set()
@@ -99,11 +104,17 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     checkpoint_root = out_dir / "checkpoints"
     if main:
         remove_partial(checkpoint_root)
-    start_step, samples_seen = 0, 0
+    start_step, samples_seen, changed = 0, 0, []
     latest = latest_checkpoint(checkpoint_root) if resume else None
     if latest is not None:
         state = load_checkpoint(accelerator, latest)  # weights, optimisers, EMA and every process's RNG
         start_step, samples_seen = state["step"], state.get("samples", 0)
+        changed = changed_settings(state.get("recipe", {}), metadata["recipe"])
+        if changed:
+            accelerator.print(
+                f"zoo train: warning: resuming with changed {', '.join(changed)}; the result will "
+                "differ from an uninterrupted run"
+            )
     n_params = sum(p.numel() for p in main_params)
     log.write(
         {
@@ -118,6 +129,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
             "discriminator_parameters": sum(p.numel() for p in disc_params),
             "mixed_precision": recipe.mixed_precision,
             "checkpoint": str(latest) if latest else None,
+            "changed_settings": changed,
         }
     )
     accelerator.print(
@@ -202,7 +214,13 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
         if recipe.eval is not None and (done == recipe.steps or (recipe.eval.every and done % recipe.eval.every == 0)):
             log.write({"step": done, **evaluate(recipe, model, ema, accelerator, suite_runner, out_dir, done)})
         if recipe.checkpoint.every and done % recipe.checkpoint.every == 0 and done < recipe.steps:
-            save_checkpoint(accelerator, checkpoint_root, done, recipe.checkpoint.keep, {"samples": samples_seen})
+            save_checkpoint(
+                accelerator,
+                checkpoint_root,
+                done,
+                recipe.checkpoint.keep,
+                {"samples": samples_seen, "recipe": metadata["recipe"]},
+            )
     progress.close()
 
     # -- export: the same weights on every process (checked), written once --------------------------------
@@ -223,10 +241,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     final = out_dir / FINAL
     if main:
         model.eval()
-        if ema is not None and recipe.ema.export:
-            with ema.applied(model):
-                export(model, final, metadata)
-        else:
+        with exported_weights(model, ema, recipe):
             export(model, final, metadata)
     accelerator.wait_for_everyone()
     return final
@@ -319,72 +334,16 @@ def named_losses(output, owner: str) -> dict[str, torch.Tensor]:
     total = losses.get("loss")
     if not isinstance(total, torch.Tensor) or total.numel() != 1:
         raise ZooError(f"{owner} must return a scalar tensor 'loss' (the total to minimise); got keys {sorted(losses)}")
-    if not total.requires_grad:
+    if torch.is_grad_enabled() and not total.requires_grad:  # validation runs without gradients
         raise ZooError(f"{owner}: 'loss' does not depend on any trainable parameter")
     return losses
-
-
-class MetricWindow:
-    """Sums of logged values since the last log line, kept on the device (no sync per step)."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, values: dict) -> None:
-        for key, value in values.items():
-            value = torch.as_tensor(value).detach().float().mean()
-            self.sums[key] = self.sums.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def mean(self, accelerator: Accelerator) -> dict[str, float]:
-        """Means over the window and over processes (every process holds the same keys: same steps)."""
-        if not self.sums:
-            return {}
-        keys = sorted(self.sums)
-        local = torch.stack([self.sums[k].to(accelerator.device) / self.counts[k] for k in keys])
-        reduced = accelerator.reduce(local, reduction="mean")
-        return {k: float(v) for k, v in zip(keys, reduced.tolist())}
-
-
-def average_gradients(accelerator: Accelerator, params: list[nn.Parameter]) -> None:
-    """Replace each gradient by its mean over processes, in one all-reduce of a flat buffer.
-
-    A parameter without a gradient on one process counts as zero there; one without a gradient on
-    every process keeps ``grad=None`` (so the optimiser leaves it alone, as it would in one process).
-    """
-    if accelerator.num_processes == 1 or not params:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype, device=grads[0].device)
-    flat = torch.cat([g.reshape(-1) for g in grads] + [has_grad])
-    flat = accelerator.reduce(flat, reduction="sum")
-    counts = flat[-len(params) :].tolist()
-    offset = 0
-    for p, g, count in zip(params, grads, counts):
-        n = g.numel()
-        if count > 0:
-            p.grad = (flat[offset : offset + n] / accelerator.num_processes).view_as(p).to(g.dtype)
-        offset += n
-
-
-def sync_buffers(accelerator: Accelerator, model: nn.Module) -> None:
-    """Copy the main process's buffers (running statistics, EMA codebooks) to the others, as DDP does."""
-    if accelerator.num_processes == 1:
-        return
-    buffers = [b for b in model.buffers() if b.dtype != torch.bool]  # gloo cannot broadcast bools
-    if buffers:
-        synced = broadcast(buffers, from_process=0)
-        with torch.no_grad():
-            for buffer, value in zip(buffers, synced):
-                buffer.copy_(value)
 
 
 @torch.no_grad()
 def evaluate(
     recipe: Recipe, model, ema: EMA | None, accelerator: Accelerator, suite_runner, out_dir: Path, step: int
 ) -> dict:
-    """Validation losses on ``data.val`` (all processes) and the eval suite (main process), with EMA weights."""
+    """Validation losses on ``data.val`` (all processes) and the eval suite (main process), on the exported weights."""
     record: dict = {}
     model.eval()
     if recipe.data.val is not None:
@@ -408,15 +367,20 @@ def evaluate(
                     )
                 )
         record.update({f"val_{k}": v for k, v in window.mean(accelerator).items()})
-    if suite_runner is not None and accelerator.is_main_process:
-        with ema.applied(model) if ema is not None else contextlib.nullcontext():
+    if suite_runner is not None:
+        # Every process takes part: run_suite shards the items over the accelerator's processes and sums
+        # metric state; only the main process writes the report.
+        with exported_weights(model, ema, recipe):
             results = suite_runner(
                 recipe.eval.suite,
                 tokenizers=[model],
                 limit=recipe.eval.limit,
                 out_dir=out_dir / "eval" / f"step-{step:08d}",
+                accelerator=accelerator,
+                progress=False,
             )
-        record.update(_numbers(results, "eval"))
+        per_tokenizer = results.get("results", {}) if isinstance(results, dict) else {}
+        record.update(_numbers(next(iter(per_tokenizer.values()), results), "eval"))
     accelerator.wait_for_everyone()
     model.train()
     return record
@@ -426,15 +390,12 @@ def _suite_runner(recipe: Recipe):
     if recipe.eval is None or recipe.eval.suite is None:
         return None
     try:
-        from zoo.evaluate import run_suite
+        from zoo.evaluate import load_suite, run_suite
     except ImportError as err:
         raise ZooError(
             f"eval.suite needs the evaluation harness (zoo.evaluate), which cannot be imported: {err}"
         ) from None
-    from zoo.resources import resolve_resource
-
-    if not resolve_resource(recipe.eval.suite).is_file():
-        raise ZooError(f"eval.suite: suite file {recipe.eval.suite!r} does not exist")
+    load_suite(recipe.eval.suite)  # a missing or malformed suite fails now, not after hours of training
     return run_suite
 
 
@@ -450,12 +411,15 @@ def _numbers(results, prefix: str) -> dict:
     return {}
 
 
-def weight_stats(accelerator: Accelerator, model: nn.Module) -> list[list[float]]:
-    """Per-process [sum, sum of squares, position-weighted sum] of the weights, gathered (equal when in sync)."""
-    flat = torch.cat([t.detach().double().reshape(-1) for t in model.state_dict().values() if t.is_floating_point()])
-    positions = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device) / flat.numel()
-    local = torch.stack([flat.sum(), (flat * flat).sum(), (flat * positions).sum()])
-    return accelerator.gather(local.unsqueeze(0)).tolist()
+def changed_settings(before: dict, now: dict) -> list[str]:
+    """Recipe keys that differ from the checkpoint's and change the numbers (not logging or checkpointing)."""
+    cosmetic = {"log", "checkpoint", "eval", "description", "name", "output_dir"}
+    return sorted(k for k in set(before) | set(now) if k not in cosmetic and before.get(k) != now.get(k))
+
+
+def exported_weights(model: nn.Module, ema: EMA | None, recipe: Recipe):
+    """The weights that get exported and evaluated: the EMA's when the recipe says so, else the live ones."""
+    return ema.applied(model) if ema is not None and recipe.ema.export else contextlib.nullcontext(model)
 
 
 def export(model, final: Path, metadata: dict) -> None:

@@ -1,0 +1,142 @@
+"""Encode byte-level BPE vocabularies through tiktoken, with ids identical to HF ``tokenizers``.
+
+tiktoken (https://github.com/openai/tiktoken) merges, inside each regex piece, the adjacent pair
+whose concatenation has the lowest rank, and maps a piece that is a whole vocabulary entry straight
+to it. A ``tokenizers`` BPE gives the same ids when:
+
+- its pre-tokenizer is one regex split (kept pieces) followed by the byte-level alphabet, or
+  GPT-2's built-in byte-level regex, and there is no normalizer;
+- ``ignore_merges`` is on (whole-entry lookup, as tiktoken does), no dropout, no affixes;
+- all 256 bytes are tokens and merge ``k`` creates the ``k``-th new token, ids rising with merge
+  order, so rank-by-merge and rank-by-id agree.
+
+``TiktokenPath.build`` checks these, then encodes a built-in multilingual probe both ways and uses
+tiktoken only when the ids agree; otherwise it returns None and the caller keeps ``tokenizers``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from zoo.text.bytelevel import from_byte_chars
+
+log = logging.getLogger(__name__)
+
+# GPT-2's byte-level regex (what ``ByteLevel(use_regex=True)`` applies), in tiktoken's spelling.
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+# Real text in several scripts, digits, code and odd whitespace: a cheap agreement check at build time.
+PROBE = (
+    "The quick brown fox — it's 1234567 km/h, isn't it?  Yes!!\n\n\tdef f(x): return x ** 2  # ok\r\n"
+    "Größenwahn und Übermut: 3,14159 € pro Stück. Ça coûte 12 345,67 € ; l'été dernier…\n"
+    "Москва — столица России; в 2024 году 146 150 789 жителей.  Ёлка!\n"
+    "東京は日本の首都です。人口は約1400万人。「こんにちは」と言った。\n"
+    "नमस्ते दुनिया, यह एक परीक्षण है। العربية: مرحبا بالعالم ١٢٣٤ ελληνικά: Καλημέρα κόσμε\n"
+    "emoji 🌍🎉👩‍👩‍👧 and    spaces   \u00a0nbsp\u3000ideographic\u2028line sep 0x1F 1e-9 ½ ² ⅷ\n"
+)
+
+
+@dataclass
+class TiktokenPath:
+    """A tiktoken ``Encoding`` standing in for a ``tokenizers`` BPE."""
+
+    encoding: object
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.encoding.encode_ordinary_batch(texts)
+
+    @staticmethod
+    def why_not(tk) -> str | None:
+        """Why tiktoken cannot run this tokenizer, or None when it can (structure only)."""
+        state = json.loads(tk.to_str())
+        model = state.get("model") or {}
+        if model.get("type") != "BPE":
+            return f"model is {model.get('type')}, not BPE"
+        if state.get("normalizer") is not None:
+            return "a normalizer rewrites the text"
+        if not model.get("ignore_merges"):
+            return "ignore_merges is off (tiktoken maps whole vocabulary entries directly)"
+        if model.get("dropout") or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+            return "dropout or subword affixes"
+        if model.get("byte_fallback"):
+            return "byte_fallback vocabularies are not byte-level"
+        if _split_pattern(state.get("pre_tokenizer")) is None:
+            return "the pre-tokenizer is not a regex split followed by the byte-level alphabet"
+        return None
+
+    @classmethod
+    def build(cls, tk) -> TiktokenPath | None:
+        """A checked tiktoken path for ``tk``, or None (logged) when it would not give identical ids."""
+        reason = cls.why_not(tk)
+        if reason is None:
+            state = json.loads(tk.to_str())
+            ranks, reason = _ranks(state["model"], tk)
+        if reason is None:
+            import tiktoken
+
+            specials = {t.content: i for i, t in tk.get_added_tokens_decoder().items()}
+            encoding = tiktoken.Encoding(
+                "zoo", pat_str=_split_pattern(state["pre_tokenizer"]), mergeable_ranks=ranks, special_tokens=specials
+            )
+            path = cls(encoding)
+            if path.encode(PROBE) != tk.encode(PROBE, add_special_tokens=False).ids:
+                reason = "tiktoken and tokenizers disagree on the probe text"
+            else:
+                return path
+        log.info("tiktoken fast path off: %s", reason)
+        return None
+
+
+def _split_pattern(pre: dict | None) -> str | None:
+    if not pre:
+        return None
+    if pre.get("type") == "ByteLevel":
+        return GPT2_PATTERN if pre.get("use_regex", True) and not pre.get("add_prefix_space") else None
+    if pre.get("type") != "Sequence" or len(pre.get("pretokenizers", [])) != 2:
+        return None
+    split, byte_level = pre["pretokenizers"]
+    if (
+        split.get("type") != "Split"
+        or "Regex" not in split.get("pattern", {})
+        or split.get("behavior") != "Isolated"
+        or split.get("invert")
+        or byte_level.get("type") != "ByteLevel"
+        or byte_level.get("use_regex", True)
+        or byte_level.get("add_prefix_space")
+    ):
+        return None
+    return split["pattern"]["Regex"]
+
+
+def _ranks(model: dict, tk) -> tuple[dict[bytes, int] | None, str | None]:
+    """tiktoken's ``mergeable_ranks`` (token bytes -> id), or the reason the ids cannot be ranks."""
+    vocab: dict[str, int] = model["vocab"]
+    added = set(tk.get_added_tokens_decoder())
+    ranks: dict[bytes, int] = {}
+    for token, i in vocab.items():
+        if i in added:  # specials live in the model's vocabulary too; tiktoken keeps them apart
+            continue
+        raw = from_byte_chars(token)
+        if raw is None:
+            return None, f"token {token!r} is not in the byte-level alphabet"
+        ranks[raw] = i
+    if sum(len(raw) == 1 for raw in ranks) != 256:
+        return None, "not every byte is a token"
+    previous = -1
+    made: set[int] = set()
+    for merge in model.get("merges", []):
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        new = vocab.get(left + right)
+        if new is None or new <= previous or new <= vocab[left] or new <= vocab[right]:
+            return None, f"merge {left!r}+{right!r} does not create a new token of a higher id than the last"
+        previous = new
+        made.add(new)
+    multibyte = {i for raw, i in ranks.items() if len(raw) > 1}
+    if multibyte != made:
+        return None, "some multi-byte tokens are not made by exactly one merge"
+    return ranks, None

@@ -1,0 +1,351 @@
+"""Trainable subword tokenizers on HF ``tokenizers``: byte-level BPE, byte-level Unigram, WordPiece.
+
+Each is a ``tokenizers.Tokenizer`` pipeline (split pattern from ``zoo.text.digits`` -> byte-level
+alphabet -> subword model) trained by ``fit(texts)`` and saved as one ``tokenizer.json`` that
+``tokenizers.Tokenizer.from_file`` and transformers' ``PreTrainedTokenizerFast(tokenizer_file=...)``
+load as they are. Built untrained (``zoo.load(name)``), a byte-level tokenizer already works: its
+vocabulary is the 256 byte characters, so every string encodes.
+
+Byte-level tokenizers are lossless on every Python string: zoo decodes ids through the byte table
+itself (``decode(encode(s)) == s``, byte-exact) and keeps lone surrogates as their 3-byte form
+(``zoo.text.base``). Special tokens in input text are encoded as plain text, never parsed as
+specials, so user text cannot inject control tokens; ``decode`` drops special ids.
+
+BPE vocabularies that tiktoken can run (``zoo.text.fast``) are encoded through tiktoken, with ids
+identical to the ``tokenizers`` path (``fast=False`` turns it off).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from zoo.errors import ZooError
+from zoo.text.base import TextTokenizer, bytes_to_text, reject_lone_surrogates
+from zoo.text.bytelevel import ALPHABET, encode_keeping_surrogates, from_byte_chars, has_lone_surrogate
+from zoo.text.digits import byte_level_pre_tokenizer, split_pattern
+
+DEFAULT_SPECIALS = ("<|endoftext|>",)
+
+
+def _training_texts(texts: Iterable[str], owner: str) -> Iterator[str]:
+    """Texts for a trainer: lone surrogates (not Unicode, refused by the Rust engine) are dropped."""
+    if isinstance(texts, str):
+        raise ZooError(f"{owner}.fit: expected an iterable of texts, got one str (wrap it in a list)")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ZooError(f"{owner}.fit: text {i} is a {type(text).__name__}, expected str")
+        yield text.encode("utf-8", "ignore").decode("utf-8") if has_lone_surrogate(text) else text
+
+
+class HFTokenizer(TextTokenizer):
+    """Shared machinery for tokenizers that are one ``tokenizers.Tokenizer``; weights = ``tokenizer.json``."""
+
+    weights_name: ClassVar[str] = "tokenizer.json"
+    model_type: ClassVar[str] = ""  # the ``model.type`` a loaded tokenizer.json must have
+    byte_level: ClassVar[bool] = True
+
+    # -- pipeline ---------------------------------------------------------------------------------
+    @abstractmethod
+    def _build_untrained(self, with_specials: bool = True):
+        """The ``tokenizers.Tokenizer`` pipeline before training."""
+
+    @abstractmethod
+    def _trainer(self):
+        """The ``tokenizers`` trainer ``fit`` runs."""
+
+    def _set_tokenizer(self, tk) -> None:
+        """Adopt a ``tokenizers.Tokenizer`` and rebuild the id tables decoding relies on."""
+        tk.encode_special_tokens = True  # text is text: "<|endoftext|>" in input is not a control token
+        added = {token.content: i for i, token in tk.get_added_tokens_decoder().items() if token.special}
+        self.special_ids: dict[str, int] = added
+        size = tk.get_vocab_size(with_added_tokens=True)
+        id_bytes: list[bytes] = [b""] * size
+        byte_ids: list[int | None] = [None] * 256
+        special = set(added.values())
+        for token, i in tk.get_vocab(with_added_tokens=True).items():
+            if i in special:
+                continue
+            raw = from_byte_chars(token) if self.byte_level else None
+            id_bytes[i] = raw if raw is not None else token.encode("utf-8")
+            if raw is not None and len(raw) == 1 and byte_ids[raw[0]] is None:
+                byte_ids[raw[0]] = i
+        if self.byte_level and None in byte_ids:
+            missing = [b for b, i in enumerate(byte_ids) if i is None]
+            raise ZooError(
+                f"{type(self).__name__}: byte-level vocabulary lacks {len(missing)} of the 256 byte tokens "
+                f"(e.g. byte {missing[0]}); it could not encode every string"
+            )
+        self._tk = tk
+        self._id_bytes = id_bytes
+        self._byte_ids = byte_ids
+        self._fast = None  # built lazily (zoo.text.fast)
+
+    @property
+    def hf_tokenizer(self):
+        """The underlying ``tokenizers.Tokenizer`` (the pipeline that ``tokenizer.json`` holds)."""
+        return self._tk
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tk.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def lossless(self) -> bool:
+        return self.byte_level
+
+    # -- encode / decode --------------------------------------------------------------------------
+    def _fast_encoder(self):
+        """The tiktoken path when this vocabulary allows it (``zoo.text.fast``), else False."""
+        if self._fast is None:
+            from zoo.text.fast import TiktokenPath
+
+            self._fast = (getattr(self, "fast", False) and TiktokenPath.build(self._tk)) or False
+        return self._fast
+
+    @property
+    def uses_tiktoken(self) -> bool:
+        """True when encode runs through tiktoken."""
+        return bool(self._fast_encoder())
+
+    @property
+    def tiktoken_encoding(self):
+        """The ``tiktoken.Encoding`` encode runs through, or None (for benchmarks and export)."""
+        fast = self._fast_encoder()
+        return fast.encoding if fast else None
+
+    def _encode_valid(self, text: str) -> list[int]:
+        fast = self._fast_encoder()
+        if fast:
+            return fast.encode(text)
+        return self._tk.encode(text, add_special_tokens=False).ids
+
+    def encode_one(self, text: str) -> list[int]:
+        if not self.byte_level:
+            reject_lone_surrogates(text, type(self).__name__)
+            return self._encode_valid(text)
+        return encode_keeping_surrogates(text, self._encode_valid, self._byte_ids)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any(has_lone_surrogate(t) for t in texts):
+            return [self.encode_one(t) for t in texts]
+        fast = self._fast_encoder()
+        if fast:
+            return fast.encode_batch(texts)
+        return [e.ids for e in self._tk.encode_batch_fast(texts, add_special_tokens=False)]
+
+    def decode_one(self, ids: list[int]) -> str:
+        if self.byte_level:
+            return bytes_to_text(b"".join([self._id_bytes[i] for i in ids]))
+        return self._tk.decode(ids, skip_special_tokens=True)
+
+    def token_bytes(self, ids: Iterable[int]) -> list[bytes]:
+        """Each id's bytes; special tokens give ``b""`` (decode drops them)."""
+        return [self._id_bytes[i] for i in ids]
+
+    def to_transformers(self):
+        """This tokenizer as transformers' ``PreTrainedTokenizerFast`` (same pipeline, same ids)."""
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_object=self._tk)
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self, texts: Iterable[str]) -> None:
+        """Train the vocabulary from scratch on ``texts`` (the trainer calls this, then ``save_pretrained``)."""
+        # Specials are registered after training: the trainer puts them first in the model's vocabulary and
+        # the added-token table then takes those ids (registered before, it would keep stale ones).
+        tk = self._build_untrained(with_specials=False)
+        tk.train_from_iterator(_training_texts(texts, type(self).__name__), trainer=self._trainer())
+        self._after_training(tk)
+        self._set_tokenizer(_with_specials(tk, self.special_tokens))
+
+    def _after_training(self, tk) -> None:
+        """Hook for settings a trainer resets."""
+
+    # -- weights ----------------------------------------------------------------------------------
+    def _has_weights(self) -> bool:
+        return True
+
+    def _save_weights(self, path: Path) -> None:
+        self._tk.save(str(path))
+
+    def _load_weights(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        try:
+            tk = Tokenizer.from_file(str(path))
+        except Exception as err:  # the Rust side raises plain Exceptions for every parse error
+            raise ZooError(f"{path}: not a tokenizers tokenizer.json ({err})") from None
+        kind = json.loads(tk.to_str()).get("model", {}).get("type")
+        if kind != self.model_type:
+            raise ZooError(f"{path}: holds a {kind} model, but {type(self).__name__} expects {self.model_type}")
+        self._set_tokenizer(tk)
+
+
+def _with_specials(tk, special_tokens: Iterable[str]):
+    specials = list(special_tokens)
+    if specials:
+        tk.add_special_tokens(specials)
+    return tk
+
+
+class BPETokenizer(HFTokenizer):
+    """Byte-level BPE (Sennrich et al. 2016, https://arxiv.org/abs/1508.07909; GPT-2's byte alphabet).
+
+    Args:
+        vocab_size: target size after ``fit`` (the 256 byte tokens, merges and specials).
+        min_frequency: a pair must occur this often to be merged.
+        digits: how digit runs are pre-split: ``single``, ``l2r3`` or ``r2l3`` (``zoo.text.digits``).
+        special_tokens: control tokens added to the vocabulary (never produced by ``encode``).
+        fast: encode through tiktoken when it can run this vocabulary (identical ids).
+    """
+
+    model_type: ClassVar[str] = "BPE"
+
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        min_frequency: int = 2,
+        digits: str = "l2r3",
+        special_tokens: tuple[str, ...] | list[str] = DEFAULT_SPECIALS,
+        fast: bool = True,
+    ):
+        if vocab_size < 256 + len(special_tokens):
+            raise ZooError(f"BPETokenizer: vocab_size must cover the 256 bytes and the specials, got {vocab_size}")
+        self.target_vocab_size = vocab_size
+        self.min_frequency = min_frequency
+        self.pattern = split_pattern(digits)
+        self.special_tokens = list(special_tokens)
+        self.fast = fast
+        self._set_tokenizer(self._build_untrained())
+
+    def _build_untrained(self, with_specials: bool = True):
+        from tokenizers import Tokenizer, decoders, models
+
+        # ignore_merges: a piece that is a whole vocabulary entry is that entry (as tiktoken does), so the
+        # tokenizers path and the tiktoken fast path agree id for id.
+        tk = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(ALPHABET)}, merges=[], ignore_merges=True))
+        tk.pre_tokenizer = byte_level_pre_tokenizer(self.pattern)
+        tk.decoder = decoders.ByteLevel()
+        return _with_specials(tk, self.special_tokens if with_specials else ())
+
+    def _trainer(self):
+        from tokenizers import trainers
+
+        return trainers.BpeTrainer(
+            vocab_size=self.target_vocab_size,
+            min_frequency=self.min_frequency,
+            special_tokens=self.special_tokens,
+            initial_alphabet=ALPHABET,
+            show_progress=False,
+        )
+
+    def _after_training(self, tk) -> None:
+        # Re-read the trained model with ignore_merges on (the trainer builds a fresh BPE model).
+        from tokenizers import Tokenizer
+
+        state = json.loads(tk.to_str())
+        state["model"]["ignore_merges"] = True
+        trained = Tokenizer.from_str(json.dumps(state))
+        tk.model = trained.model
+
+
+class UnigramTokenizer(HFTokenizer):
+    """Byte-level Unigram language model (Kudo 2018, https://arxiv.org/abs/1804.10959): Viterbi
+    segmentation into pieces of the byte-level alphabet, so it is lossless like byte-level BPE.
+
+    Args:
+        vocab_size: target size after ``fit``.
+        digits: digit pre-splitting, as for BPE.
+        max_piece_length: longest piece, in bytes.
+        special_tokens: control tokens (never produced by ``encode``).
+    """
+
+    model_type: ClassVar[str] = "Unigram"
+
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        digits: str = "l2r3",
+        max_piece_length: int = 16,
+        special_tokens: tuple[str, ...] | list[str] = DEFAULT_SPECIALS,
+    ):
+        if vocab_size < 256 + len(special_tokens):
+            raise ZooError(f"UnigramTokenizer: vocab_size must cover the 256 bytes and the specials, got {vocab_size}")
+        self.target_vocab_size = vocab_size
+        self.pattern = split_pattern(digits)
+        self.max_piece_length = max_piece_length
+        self.special_tokens = list(special_tokens)
+        self._set_tokenizer(self._build_untrained())
+
+    def _build_untrained(self, with_specials: bool = True):
+        from tokenizers import Tokenizer, decoders, models
+
+        tk = Tokenizer(models.Unigram([(c, 0.0) for c in ALPHABET], unk_id=None, byte_fallback=False))
+        tk.pre_tokenizer = byte_level_pre_tokenizer(self.pattern)
+        tk.decoder = decoders.ByteLevel()
+        return _with_specials(tk, self.special_tokens if with_specials else ())
+
+    def _trainer(self):
+        from tokenizers import trainers
+
+        return trainers.UnigramTrainer(
+            vocab_size=self.target_vocab_size,
+            special_tokens=self.special_tokens,
+            initial_alphabet=ALPHABET,
+            max_piece_length=self.max_piece_length,
+            show_progress=False,
+        )
+
+
+class WordPieceTokenizer(HFTokenizer):
+    """BERT's WordPiece (Wu et al. 2016, https://arxiv.org/abs/1609.08144): whitespace-split words,
+    greedy longest-match-first with ``##`` continuations. Not lossless: whitespace is normalised away
+    and characters outside the vocabulary become ``[UNK]`` (``lossless`` is False).
+    """
+
+    model_type: ClassVar[str] = "WordPiece"
+    byte_level: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        vocab_size: int = 30000,
+        min_frequency: int = 2,
+        digits: str = "single",
+        lowercase: bool = False,
+        special_tokens: tuple[str, ...] | list[str] = ("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"),
+    ):
+        if not special_tokens or special_tokens[0] != "[UNK]":
+            raise ZooError("WordPieceTokenizer: special_tokens must start with '[UNK]' (the unknown-word token)")
+        self.target_vocab_size = vocab_size
+        self.min_frequency = min_frequency
+        self.pattern = split_pattern(digits)
+        self.lowercase = lowercase
+        self.special_tokens = list(special_tokens)
+        self._set_tokenizer(self._build_untrained())
+
+    def _build_untrained(self, with_specials: bool = True):
+        from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+        tk = Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]", continuing_subword_prefix="##"))
+        steps = [normalizers.NFC()] + ([normalizers.Lowercase()] if self.lowercase else [])
+        tk.normalizer = normalizers.Sequence(steps)
+        tk.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(self.pattern), behavior="isolated")]
+        )
+        tk.decoder = decoders.WordPiece(prefix="##")
+        return _with_specials(tk, self.special_tokens if with_specials else ())
+
+    def _trainer(self):
+        from tokenizers import trainers
+
+        return trainers.WordPieceTrainer(
+            vocab_size=self.target_vocab_size,
+            min_frequency=self.min_frequency,
+            special_tokens=self.special_tokens,
+            continuing_subword_prefix="##",
+            show_progress=False,
+        )
