@@ -17,6 +17,7 @@ METRICS: dict[str, str] = {
     "codebook": "zoo.metrics.codebook:CodebookUsage",
     "throughput": "zoo.metrics.throughput:Throughput",
     "pfid": "zoo.metrics.pfid:PerturbedFID",
+    "gfid": "zoo.metrics.gfid:GenerativeFID",
     "bytes-per-token": "zoo.metrics.text:BytesPerToken",
     "chars-per-token": "zoo.metrics.text:CharsPerToken",
     "fertility": "zoo.metrics.text:Fertility",
@@ -26,6 +27,9 @@ METRICS: dict[str, str] = {
     "vocab-categories": "zoo.metrics.text:VocabularyCategories",
     "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
     "lexicon-share": "zoo.metrics.text:LexiconShare",
+    "token-purity": "zoo.metrics.audio:TokenPurity",
+    "linear-probe": "zoo.metrics.probe:LinearProbe",
+    "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
 }
 
 
