@@ -9,6 +9,11 @@ plus the commitment term (the codebook term is the EMA update).
 
 The teacher (``teacher``: a checkpoint folder or registry name) is frozen and never saved; the estimator
 exists only while a teacher is configured, and ``save_pretrained`` exports the tokenizer without both.
+
+``target_norm="batch"`` (not in BEATs, off by default) standardises each teacher channel over the batch's
+valid patches before the cosine. A small teacher's features share one dominant direction (cosine ~0.8
+with their mean), so the raw target is met by a handful of codes and the codebook collapses; without
+the shared part the codes must carry what differs between patches (as data2vec normalises its targets).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class BEATsTokenizer(BEATsModel):
         dropout: dropout of the encoder.
         ema_decay, beta, kmeans_iters: the quantizer (0.99, 1.0, 10).
         dead_code_threshold: restart codes used less than this per batch (0: never, as BEATs).
+        target_norm: ``none`` (BEATs) or ``batch``: standardise teacher channels over the batch (training only).
         teacher: checkpoint folder or registry name of the SSL teacher (training only).
         estimator_dim, estimator_depth, estimator_heads: the estimator (paper: 768, 3, 12; training only).
         fbank_mean, fbank_std: front-end normalisation.
@@ -71,6 +77,7 @@ class BEATsTokenizer(BEATsModel):
         beta: float = 1.0,
         kmeans_iters: int = 10,
         dead_code_threshold: float = 0.0,
+        target_norm: str = "none",
         teacher: str | None = None,
         estimator_dim: int = 768,
         estimator_depth: int = 3,
@@ -79,6 +86,9 @@ class BEATsTokenizer(BEATsModel):
         fbank_std: float = BEATS_FBANK_STD,
     ):
         super().__init__()
+        if target_norm not in ("none", "batch"):
+            raise ZooError(f"BEATsTokenizer: target_norm must be 'none' or 'batch', got {target_norm!r}")
+        self.target_norm = target_norm
         if dim % heads or estimator_dim % estimator_heads:
             raise ZooError(f"BEATsTokenizer: dim {dim} and estimator_dim {estimator_dim} must divide by the heads")
         self._init_frontend(fbank_mean, fbank_std, patch_size)
@@ -135,7 +145,10 @@ class BEATsTokenizer(BEATsModel):
             raise ZooError(f"BEATsTokenizer: teacher gives {target.shape[1]} patches, the tokenizer {pad.shape[1]}")
         predicted = self.estimator(quantized, pad)
         valid = ~pad
-        cosine = F.cosine_similarity(predicted[valid], target[valid].to(predicted.dtype), dim=-1)
+        target = target[valid].float()  # [M, teacher_dim]
+        if self.target_norm == "batch":
+            target = (target - target.mean(0)) / (target.std(0) + 1e-5)
+        cosine = F.cosine_similarity(predicted[valid], target.to(predicted.dtype), dim=-1)
         distillation = (1 - cosine).mean()
         used = torch.unique(ids[valid]).numel()
         return {
