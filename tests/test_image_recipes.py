@@ -58,7 +58,7 @@ def test_paper_scale_recipe_builds_and_runs_one_step_on_cpu(recipe, tmp_path):
     save_file({f"features.{k}": v.contiguous() for k, v in make_layers(cfgs["D"]).state_dict().items()}, str(vgg))
     out = tmp_path / "run"
     overrides = [
-        "steps=1", "batch_size=2", "mixed_precision=no", "ema=null", "checkpoint.every=0", "log.every=1",
+        "steps=1", "batch_size=2", 'mixed_precision="no"', "ema=null", "checkpoint.every=0", "log.every=1",
         "log.progress=false", "data.num_workers=0", "data.val=null",
         "data.train={name: photos, split: train, size: 256, scales: [1]}",
         f"model.config.loss.perceptual_weights={vgg}", "model.config.loss.gan_start=0", f"output_dir={out}",

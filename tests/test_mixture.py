@@ -225,3 +225,29 @@ def test_cli_errors_name_the_input(mixed_tokenizer, tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "nope.txt" in done.stderr
+
+
+def test_zoo_bpe_checkpoint_folder(tmp_path):
+    """A zoo BPE saved with save_pretrained is read through its tokenizer.json; replaying its merges encodes alike."""
+    from zoo.text.hf import BPETokenizer
+
+    tokenizer = BPETokenizer(vocab_size=300, min_frequency=1)
+    tokenizer.fit([_text(LANGUAGES["aeiou"], 2000, seed=5), "numbers 12345 and 678\n" * 20])
+    tokenizer.save_pretrained(tmp_path / "bpe")
+    bpe = load_bpe(tmp_path / "bpe")
+    assert bpe.byte_level and len(bpe) > 30
+    text = "numbers 12345 " + _text(LANGUAGES["aeiou"], 30, seed=6)
+    vocab = {
+        token: i for token, i in json.loads((tmp_path / "bpe" / "tokenizer.json").read_text())["model"]["vocab"].items()
+    }
+    replayed = []
+    for piece in bpe.pretokenize(text):
+        word = list(piece)
+        for left, right in bpe.merges:
+            i = 0
+            while i < len(word) - 1:
+                if word[i] == left and word[i + 1] == right:
+                    word[i : i + 2] = [left + right]
+                i += 1
+        replayed.extend(vocab[token] for token in word)
+    assert replayed == tokenizer.encode(text)

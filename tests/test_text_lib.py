@@ -94,6 +94,12 @@ def test_learning_builds_chunks_across_spaces_and_compresses(learned):
     assert learned.decode(ids) == texts
 
 
+def test_every_training_character_stays_one_token(learned):
+    chars = {ch for text in corpus() for ch in text.encode("utf-8", "ignore").decode()}
+    assert len(chars) > 1000  # Han characters included
+    assert all(len(learned.encode(ch)) == 1 for ch in chars)
+
+
 def test_learning_is_deterministic_by_seed():
     docs = list(corpus(300))
     one, two, other = (LiBTokenizer(epochs=300, seed=s) for s in (1, 1, 2))

@@ -59,6 +59,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are meant to be shared like any written file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -160,6 +161,7 @@ class Pretrained:
             os.close(fd)
             try:
                 self._save_weights(Path(tmp))
+                os.chmod(tmp, 0o644)
                 os.replace(tmp, directory / self.weights_name)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

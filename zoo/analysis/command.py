@@ -31,7 +31,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=PATH",
         help="a category and its sample text (a file or a folder of files); give two or more",
     )
-    p.add_argument("--merges", type=int, default=None, metavar="N", help="use the first N merges (default: all)")
+    p.add_argument(
+        "--merges",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="use the first N merges (default 1000, as the reference CLI; more merges cost more LP time)",
+    )
     p.add_argument("--pattern", default=None, help="tiktoken files only: encoding name (cl100k_base...) or split regex")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(analysis_func=run_mixture)

@@ -33,7 +33,6 @@ from zoo.errors import ZooError
 
 # Counts enter the LP as frequencies per million pairs, so that coefficients sit well above HiGHS's 1e-7 tolerance.
 _SCALE = 1e6
-_METHOD = "highs"
 
 
 @dataclass
@@ -154,7 +153,7 @@ def _solve_lp(constraints: list[_Constraint], num_categories: int) -> tuple[np.n
     a_eq = sparse.csr_matrix(np.r_[np.ones(num_categories), np.zeros(num_vars - num_categories)][None, :])
     bounds = [(0.0, 1.0)] * num_categories + [(0.0, None)] * (num_vars - num_categories)
     result = linprog(
-        cost, A_ub=a_ub, b_ub=np.zeros(len(constraints)), A_eq=a_eq, b_eq=[1.0], bounds=bounds, method=_METHOD
+        cost, A_ub=a_ub, b_ub=np.zeros(len(constraints)), A_eq=a_eq, b_eq=[1.0], bounds=bounds, method="highs"
     )
     if result.status != 0:
         raise ZooError(f"mixture LP failed: {result.message}")

@@ -34,6 +34,7 @@ DATASETS: dict[str, str] = {
     "gm-notes": "zoo.data.audio:gm_notes",
     "espeak": "zoo.data.audio:espeak",
     "audio-folder": "zoo.data.audio:audio_folder",
+    "audio-mix": "zoo.data.audio:audio_mix",
     "synthetic-audio": "zoo.data.synthetic:synthetic_audio",
     "fortunes": "zoo.data.text:fortunes",
     "stdlib-code": "zoo.data.text:stdlib_code",

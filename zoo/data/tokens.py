@@ -141,7 +141,7 @@ def image_tokens(tokenizer: str, data: str | dict = "fashion-mnist", split: str 
             stored = load_file(str(path))
             return ImageTokens(stored["tokens"], stored["labels"], fingerprint, int(model.vocab_size), path)
         except (SafetensorError, OSError, KeyError):
-            pass  # a corrupt cache file is rebuilt below
+            path.unlink(missing_ok=True)  # a corrupt cache file: drop it and rebuild below
     images = load_dataset({"name": name, **options})
     started = time.perf_counter()
     print(f"image-tokens: encoding {len(images)} images of {name} ({options.get('split')}) with "

@@ -27,6 +27,9 @@ METRICS: dict[str, str] = {
     "vocab-categories": "zoo.metrics.text:VocabularyCategories",
     "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
     "lexicon-share": "zoo.metrics.text:LexiconShare",
+    "token-purity": "zoo.metrics.audio:TokenPurity",
+    "linear-probe": "zoo.metrics.probe:LinearProbe",
+    "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
 }
 
 

@@ -72,13 +72,16 @@ class TiktokenPath:
     @classmethod
     def build(cls, tk) -> TiktokenPath | None:
         """A checked tiktoken path for ``tk``, or None (logged) when it would not give identical ids."""
+        try:
+            import tiktoken
+        except ImportError:
+            log.info("tiktoken fast path off: tiktoken is not installed")
+            return None
         reason = cls.why_not(tk)
         if reason is None:
             state = json.loads(tk.to_str())
             ranks, reason = _ranks(state["model"], tk)
         if reason is None:
-            import tiktoken
-
             specials = {t.content: i for i, t in tk.get_added_tokens_decoder().items()}
             encoding = tiktoken.Encoding(
                 "zoo", pat_str=_split_pattern(state["pre_tokenizer"]), mergeable_ranks=ranks, special_tokens=specials

@@ -15,6 +15,10 @@ sentence, always taking the longest known chunk:
   tail (past the tail: forgotten), winners as far toward the head. The bottom ``memory_out`` of the
   memory goes on probation for ``life`` epochs and is forgotten unless used unambiguously.
 
+One deviation, ``keep_chars`` (on by default): single characters are the alphabet and are never
+forgotten. The reference puts them on probation like any chunk, which on a multilingual corpus
+forgets most Han characters before their first use (an epoch reads one document).
+
 Reading (``encode``) is the same greedy longest match, over bytes: ids 0-255 are the bytes (the
 fallback for anything unknown, so every string is lossless, lone surrogates included), then the
 multi-byte chunks by priority. It runs compiled: an Aho-Corasick automaton in leftmost-longest mode
@@ -124,6 +128,7 @@ class LiBTokenizer(TextTokenizer):
         update_rate: how far a judged chunk moves, as a fraction of its rank.
         mini_gap: longest run of unknown characters memorised as a chunk.
         life: epochs a chunk on probation survives unless used unambiguously.
+        keep_chars: never forget single characters (see the module docstring).
         vocab_size: keep at most this many ids (256 bytes + the best-ranked chunks); None keeps all.
         seed: sampling seed.
     """
@@ -139,6 +144,7 @@ class LiBTokenizer(TextTokenizer):
         update_rate: float = 0.2,
         mini_gap: int = 2,
         life: int = 10,
+        keep_chars: bool = True,
         vocab_size: int | None = None,
         seed: int = 0,
     ):
@@ -150,7 +156,8 @@ class LiBTokenizer(TextTokenizer):
         if vocab_size is not None and vocab_size < 256:
             raise ZooError(f"LiBTokenizer: vocab_size must be at least 256 (the byte fallback), got {vocab_size}")
         self.epochs, self.max_len, self.memory_in, self.memory_out = epochs, max_len, memory_in, memory_out
-        self.update_rate, self.mini_gap, self.life, self.cap, self.seed = update_rate, mini_gap, life, vocab_size, seed
+        self.update_rate, self.mini_gap, self.life, self.keep_chars = update_rate, mini_gap, life, keep_chars
+        self.cap, self.seed = vocab_size, seed
         self._compile([])
 
     # -- the learned vocabulary --------------------------------------------------------------------
@@ -298,7 +305,7 @@ class _Learner:
     def run(self, documents: list[list[str]]) -> list[str]:
         for ch in sorted({ch for doc in documents for line in doc for ch in line}):
             self.memory.append(ch)
-            self.probation[ch] = self.o.life
+            self.watch(ch)
         for _ in range(self.o.epochs):
             self.read(documents[self.rng.randrange(len(documents))])
         return list(self.memory.order)
@@ -377,6 +384,11 @@ class _Learner:
                 judgements.append((chunk, -1))
                 self.probation.pop(chunk, None)
 
+    def watch(self, chunk: str) -> None:
+        """Put a chunk on probation (single characters stay when ``keep_chars``)."""
+        if len(chunk) > 1 or not self.o.keep_chars:
+            self.probation.setdefault(chunk, self.o.life)
+
     def rank_sum(self, chunks: list[str]) -> int:
         rank = self.memory.rank
         return sum(rank[c] for c in chunks if c in rank)
@@ -393,9 +405,9 @@ class _Learner:
         fell_off: list[str] = []
         for moves, (chunk, direction) in enumerate(judgements):
             if chunk in memory.rank and chunk not in fell_off:
-                if not memory.move(chunk, direction, o.update_rate, moves):
+                if not memory.move(chunk, direction, o.update_rate, moves) and (len(chunk) > 1 or not o.keep_chars):
                     fell_off.append(chunk)
         memory.remove_many(fell_off)
         memory.reindex()
         for chunk in memory.order[int((1 - o.memory_out) * len(memory)) :]:
-            self.probation.setdefault(chunk, o.life)
+            self.watch(chunk)

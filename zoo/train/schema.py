@@ -159,7 +159,10 @@ def _coerce(value: Any, hint: Any, key: str, where: str, partial: bool) -> Any:
             except ZooError:
                 continue
     elif origin is Literal:
-        if value in typing.get_args(hint):
+        choices = typing.get_args(hint)
+        if value is False and "no" in choices:
+            return "no"  # YAML 1.1 reads a bare `no` as false: `mixed_precision: no` means the string
+        if not isinstance(value, bool) and value in choices:
             return value
     elif origin is list:
         if isinstance(value, list):
