@@ -12,7 +12,7 @@ import yaml
 
 from zoo.errors import ZooError
 from zoo.studies import pfid_study
-from zoo.studies.pfid_study import load_study_plan, load_study_suite, pair_stages, run_study
+from zoo.studies.pfid_study import load_study_plan, load_study_suite, pair_stages, run_study, train_pair
 from zoo.studies.study_report import correlation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,18 +115,19 @@ def test_partial_results_are_written_after_each_tokenizer(tmp_path, suite, monke
     assert "Not finished yet: `fsq-9`" in (tmp_path / "runs" / "study" / "results.md").read_text()
 
 
-def test_budget_settings_reach_every_stage_of_a_kind_and_changed_budgets_are_refused(tmp_path, suite):
+def test_budget_settings_reach_every_stage_of_a_kind_and_changed_budgets_are_refused(tmp_path):
     plan = load_study_plan(str(tiny_recipe(tmp_path)), ["seed=3"], ["steps=1", "optimizer.lr=0.01"], ["steps=2"])
     steps = {stage.name: stage.steps for stage in plan.stages}
     assert steps == {"vq-8": 1, "fsq-9": 1, "vq-8-lp": 1, "gen-vq-8": 2, "gen-fsq-9": 2, "gen-vq-8-lp": 2}
     assert {stage.optimizer.lr for stage in plan.stages if not stage.name.startswith("gen")} == {0.01}
     assert {stage.seed for stage in plan.stages} == {3}
-    recipe = tiny_recipe(tmp_path, names=("vq-8",))
-    run_study(str(recipe), str(suite), tokenizer_settings=["steps=1"], generator_settings=["steps=1"],
-              progress=False)
+    recipe = str(tiny_recipe(tmp_path, names=("vq-8",)))
+    plan = load_study_plan(recipe, [], ["steps=1"], ["steps=1"])
+    (pair,) = pair_stages(plan)
+    assert train_pair(plan, pair) == tmp_path / "runs" / "gen-vq-8" / "final"
+    plan = load_study_plan(recipe, [], ["steps=2"], ["steps=1"])
     with pytest.raises(ZooError, match="was trained with other steps than the recipe now asks"):
-        run_study(str(recipe), str(suite), tokenizer_settings=["steps=2"], generator_settings=["steps=1"],
-                  progress=False)
+        train_pair(plan, pair_stages(plan)[0])
 
 
 def test_pairing_errors(tmp_path):
