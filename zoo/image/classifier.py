@@ -71,9 +71,13 @@ class ImageClassifier(PretrainedModule):
         x = check_images(images).to(self.device)
         return self.body(self.stem(2.0 * x - 1.0))
 
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The pre-logit embedding ``[B, feature_dim]``: normalised, activated, globally averaged features
+        (what FID reads from a classifier, as Inception's pool3)."""
+        return F.silu(self.norm(self.features(images))).mean(dim=(2, 3))
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = F.silu(self.norm(self.features(images))).mean(dim=(2, 3))  # [B, feature_dim]
-        return self.head(self.dropout(pooled))
+        return self.head(self.dropout(self.pooled_features(images)))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:

