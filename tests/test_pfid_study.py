@@ -12,7 +12,15 @@ import yaml
 
 from zoo.errors import ZooError
 from zoo.studies import pfid_study
-from zoo.studies.pfid_study import load_study_plan, load_study_suite, pair_stages, run_study, train_pair
+from zoo.studies.pfid_study import (
+    load_study_plan,
+    load_study_suite,
+    pair_stages,
+    resolve_stage_references,
+    run_study,
+    support_stages,
+    train_pair,
+)
 from zoo.studies.study_report import correlation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,8 +176,47 @@ def test_the_shipped_recipe_gives_every_tokenizer_and_generator_one_budget():
     suite = load_study_suite(pfid_study.DEFAULT_SUITE)
     assert [m["name"] for m in suite.metrics if m["name"].endswith("fid")] == ["rfid", "pfid", "gfid"]
     assert len({json.dumps(m.get("extractor")) for m in suite.metrics if m["name"].endswith("fid")}) == 1
+    resolved, referenced = resolve_stage_references(suite, plan)
+    assert referenced == ["fid-features"] * 3 and [s.name for s in support_stages(plan)] == ["fid-features"]
+    assert {m["extractor"] for m in resolved.metrics if m["name"].endswith("fid")} == {
+        f"zoo:{plan.output_dir / 'fid-features' / 'final'}"}
     changed = load_study_suite(pfid_study.DEFAULT_SUITE, ["metrics.pfid.alphas=[0.2]", "limit=50"])
     assert changed.limit == 50 and next(m for m in changed.metrics if m["name"] == "pfid")["alphas"] == [0.2]
+
+
+FEATURES = {"name": "features", "steps": 2, "batch_size": 8, "data": {"train": DATA},
+            "model": {"target": "zoo.image.classifier:ImageClassifier",
+                      "config": {"num_classes": 10, "channels": 8, "channel_mult": [1, 2]}}}
+
+
+def test_a_feature_stage_named_by_the_suite_is_trained_first_and_gives_the_fids(tmp_path):
+    recipe = yaml.safe_load(tiny_recipe(tmp_path, names=("vq-8",)).read_text())
+    recipe["stages"].insert(0, FEATURES)
+    path = tmp_path / "with-features.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    extractor = "zoo:stage:features"
+    spec = {"name": "tiny-study", "data": {"name": "digits", "split": "test"}, "limit": 12, "batch_size": 6,
+            "examples": 0, "metrics": [{"name": "rfid", "extractor": extractor},
+                                       {"name": "gfid", "extractor": extractor}]}
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(spec))
+    summary = run_study(str(path), str(suite), progress=False)
+    features = tmp_path / "runs" / "features" / "final"
+    assert (features / "model.safetensors").is_file()
+    row = summary["rows"][0]
+    assert row["rfid"] >= 0 and row["gfid"] >= 0
+    stored = json.loads((tmp_path / "runs" / "study" / "tokenizers" / "vq-8" / "results.json").read_text())
+    assert stored["metrics"]["rfid"]["extractor"]["source"] == str(features)
+    assert stored["metrics"]["gfid"]["extractor"] == stored["metrics"]["rfid"]["extractor"]
+
+    spec["metrics"] = [{"name": "rfid", "extractor": "zoo:stage:featurez"}]
+    suite.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ZooError, match=r"'stage:featurez' names no stage of .*'features'"):
+        run_study(str(path), str(suite), progress=False)
+    spec["metrics"] = [{"name": "psnr"}]
+    suite.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ZooError, match=r"stage\(s\) \['features'\] train neither a tokenizer nor a generator"):
+        run_study(str(path), str(suite), progress=False)
 
 
 def test_command_line_errors_exit_2(tmp_path):

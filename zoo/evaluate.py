@@ -175,7 +175,7 @@ def resolve_tokenizer(item) -> Candidate:
             tokenizer = zoo.load(text)
             folder = path if path.is_dir() else None
             record = {"source": text, "weights_sha256": _weights_sha256(tokenizer, folder)}
-            label = path.name if path.is_dir() else text
+            label = folder_label(path) if path.is_dir() else text
         else:
             entry = zoo.registry.get(text)
             tokenizer = zoo.load(text, pretrained=entry.pretrained)
@@ -196,6 +196,16 @@ def resolve_tokenizer(item) -> Candidate:
     if hasattr(tokenizer, "eval"):
         tokenizer.eval()
     return Candidate(label, tokenizer, record)
+
+
+def folder_label(path: Path) -> str:
+    """A checkpoint folder's label: its name, with its run's name when the name alone says nothing
+    (``runs/beats-tiny/ssl2/final`` -> ``ssl2/final``)."""
+    from zoo.train.trainer import FINAL
+
+    if path.name == FINAL or path.name.startswith("step"):
+        return f"{path.resolve().parent.name}/{path.name}"
+    return path.name
 
 
 def _unique_labels(candidates: list[Candidate]) -> None:
@@ -403,9 +413,13 @@ def evaluate_suite(
 
 def describe_metric(metric) -> dict:
     doc = (type(metric).__doc__ or "").strip().splitlines()
-    return {
+    described = {
         "higher_is_better": metric.higher_is_better,
         "directions": dict(metric.directions),
         "description": doc[0].replace("``", "") if doc else "",
         "class": f"{type(metric).__module__}:{type(metric).__qualname__}",
     }
+    extractor = getattr(metric, "extractor", None)
+    if extractor is not None and isinstance(getattr(extractor, "policy", None), dict):
+        described["extractor"] = dict(extractor.policy)  # FIDs are only comparable within one feature space
+    return described

@@ -196,6 +196,23 @@ class Pretrained:
         return obj
 
 
+def load_state_file(network: nn.Module, path: str | Path, owner: str) -> None:
+    """Load a foreign weights file strictly into ``network``: safetensors, or a ``.pth`` state dict read with
+    ``weights_only`` (never unpickling code); a mismatch is a ZooError naming ``owner`` and the file."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ZooError(f"{owner}: {path} does not fit the network: {err}") from None
+
+
 def read_config(directory: str | Path) -> dict:
     """Read and check a ``config.json``; errors name the folder and the missing or bad key."""
     path = Path(directory) / CONFIG_NAME

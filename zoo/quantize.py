@@ -116,6 +116,21 @@ def quantizer_options(config: dict) -> tuple[str, dict]:
     return kind, options
 
 
+def _codebook_arguments(options: dict) -> dict:
+    """vector-quantize-pytorch arguments shared by the learned-codebook kinds (VQ and residual VQ)."""
+    return {
+        "dim": int(options["code_dim"]),
+        "codebook_size": int(options["codebook_size"]),
+        "decay": float(options["ema_decay"]),
+        "ema_update": bool(options["ema"]),
+        "learnable_codebook": not options["ema"],
+        "kmeans_init": bool(options["kmeans_init"]),
+        "kmeans_iters": int(options["kmeans_iters"]),
+        "threshold_ema_dead_code": float(options["dead_code_threshold"]),
+        "commitment_weight": 1.0,
+    }
+
+
 class Quantizer(nn.Module):
     """A vector-quantize-pytorch quantiser with zoo's one return type (see the module docstring)."""
 
@@ -129,17 +144,9 @@ class Quantizer(nn.Module):
             self.code_dim = int(options["code_dim"])
             self.num_levels = 1
             self.inner = VectorQuantize(
-                dim=self.code_dim,
-                codebook_size=int(options["codebook_size"]),
+                **_codebook_arguments(options),
                 use_cosine_sim=bool(options["l2_normalize"]),
-                decay=float(options["ema_decay"]),
-                ema_update=bool(options["ema"]),
-                learnable_codebook=not options["ema"],
-                kmeans_init=bool(options["kmeans_init"]),
-                kmeans_iters=int(options["kmeans_iters"]),
-                threshold_ema_dead_code=float(options["dead_code_threshold"]),
                 rotation_trick=bool(options["rotation_trick"]),
-                commitment_weight=1.0,
                 accept_image_fmap=True,
             )
             self._seed_kmeans_codebooks()
@@ -161,19 +168,8 @@ class Quantizer(nn.Module):
         else:
             self.code_dim = int(options["code_dim"])
             self.num_levels = int(options["levels"])
-            self.inner = ResidualVQ(
-                dim=self.code_dim,
-                num_quantizers=self.num_levels,
-                codebook_size=int(options["codebook_size"]),
-                decay=float(options["ema_decay"]),
-                ema_update=bool(options["ema"]),
-                learnable_codebook=not options["ema"],
-                kmeans_init=bool(options["kmeans_init"]),
-                kmeans_iters=int(options["kmeans_iters"]),
-                threshold_ema_dead_code=float(options["dead_code_threshold"]),
-                rotation_trick=False,
-                commitment_weight=1.0,
-            )
+            self.inner = ResidualVQ(**_codebook_arguments(options), num_quantizers=self.num_levels,
+                                    rotation_trick=False)
             self._seed_kmeans_codebooks()
 
     def _library_codebooks(self) -> list[nn.Module]:

@@ -219,18 +219,9 @@ def _module(spec: dict, with_weights: bool = True):
 
 
 def _load_state(network: nn.Module, path: Path, spec: dict) -> None:
-    """Load a safetensors file or a ``.pth`` state dict (``weights_only``) strictly into ``network``."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from zoo.pretrained import load_state_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ZooError(f"teacher kind {spec['kind']!r}: {path} does not fit the network: {err}") from None
+    load_state_file(network, path, f"teacher kind {spec['kind']!r}")
 
 
 def _timm(spec: dict, with_weights: bool = True):

@@ -211,17 +211,9 @@ def _load_timm(model: str, path: str) -> torch.nn.Module:
         network = timm.create_model(model, pretrained=False)
     except RuntimeError as err:  # timm's "Unknown model"
         raise ZooError(f"feature extractor 'timm:{model}': {err}") from None
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+    from zoo.pretrained import load_state_file
 
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ZooError(f"feature extractor 'timm:{model}': {path} does not fit the model: {err}") from None
+    load_state_file(network, path, f"feature extractor 'timm:{model}'")
     return network.eval().requires_grad_(False)
 
 

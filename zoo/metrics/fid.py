@@ -204,11 +204,15 @@ class FrechetMetric(Metric):
             self._add("ref", self.reference_images(ctx))
         self._add("gen", self.candidate_images(ctx))
 
-    def compute(self) -> float:
+    def reference_moments(self) -> FeatureMoments:
+        """The reference statistics: from the cache, or accumulated this run (and then cached)."""
         reference = self.cached_reference
         if reference is None:
             reference = self._moments("ref")
             if self.cache_key is not None and float(reference.count) >= 2:
                 save_reference(self.cache_key, reference, self.reference_policy())
                 self.cached_reference = reference
-        return moments_distance(reference, self._moments("gen"))
+        return reference
+
+    def compute(self) -> float:
+        return moments_distance(self.reference_moments(), self._moments("gen"))

@@ -35,7 +35,7 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext
-from zoo.metrics.fid import FrechetMetric, moments_distance, save_reference
+from zoo.metrics.fid import FrechetMetric, moments_distance
 from zoo.quantize_perturb import perturb_token_ids
 
 
@@ -110,12 +110,7 @@ class PerturbedFID(FrechetMetric):
                     self.strip.append(images[0].cpu())
 
     def compute(self) -> dict[str, float]:
-        reference = self.cached_reference
-        if reference is None:
-            reference = self._moments("ref")
-            if self.cache_key is not None and float(reference.count) >= 2:
-                save_reference(self.cache_key, reference, self.reference_policy())
-                self.cached_reference = reference
+        reference = self.reference_moments()
         values = {f"alpha={alpha:g}": moments_distance(reference, self._moments(f"gen{i}"))
                   for i, alpha in enumerate(self.alphas)}
         values["mean"] = float(np.mean(list(values.values())))
