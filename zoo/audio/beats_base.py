@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 
 from zoo.audio.frontend import HOP, SAMPLE_RATE, FbankFrontEnd, num_patches, pad_ids, padding_mask
+from zoo.audio.transformer import PatchEmbedding, PatchPositions, TransformerEncoder
 from zoo.errors import ZooError
 from zoo.tokenizer import AudioTokens, NeuralTokenizer, TokenizerOutput, check_audio
 
@@ -70,6 +71,20 @@ class BEATsModel(NeuralTokenizer):
         self.frontend = FbankFrontEnd(fbank_mean, fbank_std, patch_size)
         self.patch_size = patch_size
         self.bands = self.frontend.bands
+
+    def _init_encoder(self, patch_size: int, patch_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float,
+                      dropout: float, fbank_mean: float, fbank_std: float) -> None:
+        """The front end, patch embedding, positions and ViT encoder that SSL models and tokenizers share."""
+        self._init_frontend(fbank_mean, fbank_std, patch_size)
+        self.patch_embed = PatchEmbedding(patch_size, patch_dim, dim)
+        self.positions = PatchPositions(dim, self.bands)
+        self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
+
+    def embed_patches(self, audio: torch.Tensor, lengths: torch.Tensor):
+        """Patch embeddings with positions ``[B, N, dim]``, patch lengths ``[B]``, padding mask ``[B, N]``."""
+        fbank, patch_lengths, pad = self.fbank(audio, lengths)
+        patches = self.patch_embed(fbank)
+        return patches + self.positions(patches.shape[1], patches.device), patch_lengths, pad
 
     @property
     def frame_rate(self) -> float:

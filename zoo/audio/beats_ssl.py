@@ -21,7 +21,7 @@ from torch import nn
 
 from zoo.audio.beats_base import BEATsModel, audio_batch
 from zoo.audio.frontend import BEATS_FBANK_MEAN, BEATS_FBANK_STD
-from zoo.audio.transformer import PatchEmbedding, PatchPositions, TransformerEncoder, init_weights
+from zoo.audio.transformer import PatchPositions, TransformerEncoder, init_weights
 from zoo.errors import ZooError
 
 
@@ -85,13 +85,10 @@ class BEATsSSL(BEATsModel):
             raise ZooError(f"BEATsSSL: mask_ratio must lie in (0, 1), got {mask_ratio}")
         if dim % heads or predictor_dim % predictor_heads:
             raise ZooError(f"BEATsSSL: dim {dim} / predictor_dim {predictor_dim} must divide by their head counts")
-        self._init_frontend(fbank_mean, fbank_std, patch_size)
         self.mask_ratio = mask_ratio
         self.label_smoothing = label_smoothing
         self._vocab_size = vocab_size
-        self.patch_embed = PatchEmbedding(patch_size, patch_dim, dim)
-        self.positions = PatchPositions(dim, self.bands)
-        self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
+        self._init_encoder(patch_size, patch_dim, dim, depth, heads, mlp_ratio, dropout, fbank_mean, fbank_std)
         self.predictor_in = nn.Linear(dim, predictor_dim)
         self.mask_token = nn.Parameter(torch.zeros(predictor_dim))
         self.predictor_positions = PatchPositions(predictor_dim, self.bands)
@@ -110,12 +107,6 @@ class BEATsSSL(BEATsModel):
         return self.head.weight
 
     # -- encoder and predictor --------------------------------------------------------------------------
-    def embed_patches(self, audio: torch.Tensor, lengths: torch.Tensor):
-        """Patch embeddings with positions ``[B, N, dim]``, patch lengths ``[B]``, padding mask ``[B, N]``."""
-        fbank, patch_lengths, pad = self.fbank(audio, lengths)
-        patches = self.patch_embed(fbank)
-        return patches + self.positions(patches.shape[1], patches.device), patch_lengths, pad
-
     def predict(self, encoded: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """Label logits ``[B, N, V]`` from predictor inputs ``[B, N, predictor_dim]`` (mask tokens included)."""
         hidden = encoded + self.predictor_positions(encoded.shape[1], encoded.device)

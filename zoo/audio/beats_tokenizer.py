@@ -25,7 +25,7 @@ from torch import nn
 from zoo.audio.beats_base import BEATsModel, audio_batch, reference_config
 from zoo.audio.beats_quantizer import NormEMAVectorQuantizer
 from zoo.audio.frontend import BEATS_FBANK_MEAN, BEATS_FBANK_STD
-from zoo.audio.transformer import PatchEmbedding, PatchPositions, TransformerEncoder, init_weights
+from zoo.audio.transformer import PatchPositions, TransformerEncoder, init_weights
 from zoo.errors import ZooError
 
 
@@ -91,10 +91,7 @@ class BEATsTokenizer(BEATsModel):
         self.target_norm = target_norm
         if dim % heads or estimator_dim % estimator_heads:
             raise ZooError(f"BEATsTokenizer: dim {dim} and estimator_dim {estimator_dim} must divide by the heads")
-        self._init_frontend(fbank_mean, fbank_std, patch_size)
-        self.patch_embed = PatchEmbedding(patch_size, patch_dim, dim)
-        self.positions = PatchPositions(dim, self.bands)
-        self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
+        self._init_encoder(patch_size, patch_dim, dim, depth, heads, mlp_ratio, dropout, fbank_mean, fbank_std)
         self.to_code = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, codebook_dim))
         self.quantizer = NormEMAVectorQuantizer(
             codebook_size, codebook_dim, ema_decay, beta, kmeans_iters, dead_code_threshold
@@ -117,9 +114,7 @@ class BEATsTokenizer(BEATsModel):
 
     def encode_patches(self, audio: torch.Tensor, lengths: torch.Tensor):
         """Encoder output ``[B, N, dim]``, patch lengths ``[B]`` and padding mask ``[B, N]``."""
-        fbank, patch_lengths, pad = self.fbank(audio, lengths)
-        patches = self.patch_embed(fbank)
-        patches = patches + self.positions(patches.shape[1], patches.device)
+        patches, patch_lengths, pad = self.embed_patches(audio, lengths)
         return self.encoder(patches, pad), patch_lengths, pad
 
     def features(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
