@@ -33,9 +33,9 @@ from zoo.image.teachers import Teacher, build_teacher, teacher_spec
 from zoo.image.tokenflow_parts import SemanticDecoder, SemanticEncoder, cosine_distillation_loss
 from zoo.image.vq import LOSS_DEFAULTS as VQ_LOSS_DEFAULTS
 from zoo.image.vq import VQTokenizer
-from zoo.image.vqgan import Decoder, Encoder
+from zoo.image.vqgan import Decoder, Encoder, checked_channel_mult, checked_image_grid
 from zoo.quantize import codebook_perplexity
-from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids, check_images
+from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids
 
 # The VQ family's pixel-side terms (no LFQ entropy), plus the codebook term and the semantic distillation.
 LOSS_DEFAULTS: dict[str, Any] = {
@@ -80,13 +80,9 @@ class TokenFlowTokenizer(NeuralTokenizer):
         seed: int = 0,
     ):
         super().__init__()
-        channel_mult = [int(m) for m in channel_mult]
-        if not 1 <= len(channel_mult) <= 5 or any(m < 1 for m in channel_mult):
-            raise ZooError(f"channel_mult: expected 1 to 5 positive multipliers (downsampling 1 to 16), "
-                           f"got {channel_mult}")
+        channel_mult, self.downsample = checked_channel_mult(channel_mult)
         if teacher_dim < 1:
             raise ZooError(f"teacher_dim: expected the width of the teacher's features (>= 1), got {teacher_dim}")
-        self.downsample = 2 ** (len(channel_mult) - 1)
         self.loss_weights = _options("loss", loss, LOSS_DEFAULTS)
         if self.loss_weights["perceptual"] > 0 and not self.loss_weights["perceptual_weights"]:
             raise ZooError("loss.perceptual > 0 needs loss.perceptual_weights: a local safetensors file of VGG16 "
@@ -157,10 +153,7 @@ class TokenFlowTokenizer(NeuralTokenizer):
         return ids
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images(x)
-        if x.shape[-2] % self.downsample or x.shape[-1] % self.downsample:
-            raise ZooError(f"images: height and width must be multiples of {self.downsample} (the downsampling "
-                           f"factor), got {x.shape[-2]}x{x.shape[-1]}")
+        x = checked_image_grid(x, self.downsample)
         if self.multi_scale:
             side = self.quantize.scales[-1] * self.downsample
             if tuple(x.shape[-2:]) != (side, side):

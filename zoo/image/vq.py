@@ -31,10 +31,10 @@ from zoo.image.losses import (
     hinge_discriminator_loss,
     hinge_generator_loss,
 )
-from zoo.image.vqgan import Decoder, Encoder
+from zoo.image.vqgan import Decoder, Encoder, checked_channel_mult, checked_image_grid
 from zoo.quantize import Quantizer, codebook_perplexity
 from zoo.quantize_perturb import PerturbationSchedule, latent_perturbation
-from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids, check_images
+from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids
 
 LOSS_DEFAULTS: dict[str, Any] = {
     "l1": 1.0,
@@ -80,11 +80,7 @@ class VQTokenizer(NeuralTokenizer):
         seed: int = 0,
     ):
         super().__init__()
-        channel_mult = [int(m) for m in channel_mult]
-        if not 1 <= len(channel_mult) <= 5 or any(m < 1 for m in channel_mult):
-            raise ZooError(f"channel_mult: expected 1 to 5 positive multipliers (downsampling 1 to 16), "
-                           f"got {channel_mult}")
-        self.downsample = 2 ** (len(channel_mult) - 1)
+        channel_mult, self.downsample = checked_channel_mult(channel_mult)
         self.loss_weights = loss_options(loss)
         self.perturbation = PerturbationSchedule.from_config(perturbation)
         # Seeded initialisation, independent of the global RNG: zoo.load(name) always builds the same network.
@@ -124,10 +120,7 @@ class VQTokenizer(NeuralTokenizer):
         return rearrange(self.quantize.indices_to_codes(ids), "b d h w -> b h w d")
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images(x)
-        if x.shape[-2] % self.downsample or x.shape[-1] % self.downsample:
-            raise ZooError(f"images: height and width must be multiples of {self.downsample} (the downsampling "
-                           f"factor), got {x.shape[-2]}x{x.shape[-1]}")
+        x = checked_image_grid(x, self.downsample)
         return x.to(self.device)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,26 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from zoo.errors import ZooError
+from zoo.tokenizer import check_images
+
+
+def checked_channel_mult(channel_mult) -> tuple[list[int], int]:
+    """Channel multipliers of an encoder / decoder pair as ints, and the downsampling factor they give."""
+    channel_mult = [int(m) for m in channel_mult]
+    if not 1 <= len(channel_mult) <= 5 or any(m < 1 for m in channel_mult):
+        raise ZooError(f"channel_mult: expected 1 to 5 positive multipliers (downsampling 1 to 16), got {channel_mult}")
+    return channel_mult, 2 ** (len(channel_mult) - 1)
+
+
+def checked_image_grid(x: torch.Tensor, downsample: int) -> torch.Tensor:
+    """Images ``[B, 3, H, W]`` in ``[0, 1]`` whose sides the encoder's downsampling factor divides."""
+    x = check_images(x)
+    if x.shape[-2] % downsample or x.shape[-1] % downsample:
+        raise ZooError(f"images: height and width must be multiples of {downsample} (the downsampling "
+                       f"factor), got {x.shape[-2]}x{x.shape[-1]}")
+    return x
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups that divide ``channels`` (VQGAN uses 32 at its widths)."""
