@@ -7,7 +7,7 @@ Its vocabulary is then swapped for BPE B (trained on German): the token table is
 number of steps from each. Reported: bits per byte of held-out German over the continued steps, plus a
 model trained from scratch on German with B as the no-transfer reference.
 
-    flock /tmp/zoo-cpu.lock nice -n 5 python benchmarks/embedding_transfer.py --out eval/results/embedding-transfer.md
+    python benchmarks/embedding_transfer.py --out eval/results/embedding-transfer.md
 """
 
 from __future__ import annotations

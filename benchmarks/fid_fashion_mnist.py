@@ -4,7 +4,7 @@ Sets of 1,000 images each: a train subset, a test subset, the same test images b
 σ = 1 px at 28 px) and with Gaussian noise (σ = 0.2, clamped). Every set goes through the same
 ``inception`` extractor (8-bit, grey -> RGB, bicubic to 299, TF input range) and streaming moments.
 
-    flock /tmp/zoo-cpu.lock nice -n 5 python -m benchmarks.fid_fashion_mnist [--n 1000]
+    python -m benchmarks.fid_fashion_mnist [--n 1000]
 
 Writes ``benchmarks/results/fid_fashion_mnist.json`` and prints it. About 4,000 Inception passes:
 ~6 minutes on 2 CPU cores.

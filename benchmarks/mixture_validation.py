@@ -6,7 +6,7 @@ text drawn in those proportions, then infer the mixture from held-out samples of
 (disjoint records) and score it by log10 MSE, for several sample sizes and numbers of merges used.
 Baselines are scored the same way: a random point of the simplex, and the uniform mixture.
 
-    flock /tmp/zoo-cpu.lock nice -n 5 python benchmarks/mixture_validation.py --out eval/results/mixture-inference.md
+    python benchmarks/mixture_validation.py --out eval/results/mixture-inference.md
 """
 
 from __future__ import annotations

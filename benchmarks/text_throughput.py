@@ -5,7 +5,7 @@ The text is every fortune record of the 12 languages (``fortunes:lang=all,split=
 blocks of about 64 KB, each block one ``encode`` call per engine. Threads are pinned to one before any
 engine loads (``RAYON_NUM_THREADS=1``; tiktoken's single-text encode is single-threaded).
 
-    flock /tmp/zoo-cpu.lock nice -n 5 python -m benchmarks.text_throughput [--tokenizer bpe-32k]
+    python -m benchmarks.text_throughput [--tokenizer bpe-32k]
 
 Writes ``benchmarks/results/text_throughput.json`` and prints it.
 """

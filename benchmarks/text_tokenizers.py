@@ -9,7 +9,7 @@ dynamic (batch-level) merging over the shipped BPE in several languages.
   until no pair occurs twice (and with at most 32 merges); reported: the mean sequence-length
   reduction per language.
 
-    flock /tmp/zoo-cpu.lock nice -n 5 python -m benchmarks.text_tokenizers
+    python -m benchmarks.text_tokenizers
 
 Writes ``benchmarks/results/text_tokenizers.json`` and prints it.
 """

@@ -1,6 +1,6 @@
 """The pFID study: does pFID predict generation quality better than rFID? (RobusTok, https://arxiv.org/abs/2503.08354)
 
-    flock /tmp/zoo-cpu.lock nice -n 5 python -m zoo.studies.pfid_study --threads 2
+    OMP_NUM_THREADS=1 python -m zoo.studies.pfid_study --threads 1
 
 One multi-stage recipe (``recipes/image/pfid-study.yaml``) trains several image tokenizers, each
 followed by a ``TokenGenerator`` stage on its cached tokens, all of a kind under one budget. For every
