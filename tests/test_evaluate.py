@@ -167,6 +167,16 @@ def test_two_processes_equal_one(tmp_path, checkpoints, suite_file):
         assert two["results"][label]["codebook"] == one["results"][label]["codebook"]
 
 
+def test_checkpoint_folders_are_labelled_by_their_run(tmp_path):
+    from zoo.evaluate import resolve_tokenizer
+
+    for run in ("ssl1", "ssl2"):
+        PixelQuantizer(factor=4, levels=6).save_pretrained(tmp_path / run / "final")
+    PixelQuantizer(factor=4, levels=6).save_pretrained(tmp_path / "pixels-6")
+    labels = [resolve_tokenizer(tmp_path / name).label for name in ("ssl1/final", "ssl2/final", "pixels-6")]
+    assert labels == ["ssl1/final", "ssl2/final", "pixels-6"]
+
+
 def test_demo_grows_with_the_registry(tmp_path, monkeypatch):
     catalog = tmp_path / "extra.yaml"
     catalog.write_text(
