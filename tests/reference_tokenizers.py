@@ -1,4 +1,4 @@
-"""Small deterministic tokenizers with exact decoders, for testing the evaluation harness.
+"""Small deterministic tokenizers with exact decoders (and a feature extractor), for testing the evaluation harness.
 
 They are real tokenizers (the full contract, save / load by target) whose outputs can be computed
 by hand, so metric values in tests have closed forms.
@@ -11,6 +11,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from zoo.metrics.features import FeatureExtractor
 from zoo.tokenizer import (
     AudioTokens,
     NeuralTokenizer,
@@ -152,3 +153,16 @@ def sentences(split: str = "test", seed: int = 0, limit: int | None = None) -> l
     """A tiny text set for harness tests."""
     texts = ["The quick brown fox jumps over the lazy dog.", "héllo wörld 🌍", "zoo: tokenizers for everything", ""]
     return [{"text": t} for t in texts[:limit]]
+
+
+class PatchStats(FeatureExtractor):
+    """Cheap deterministic features: per-channel means of a 4x4 grid of cells (48 features)."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Identity(), dim=48, policy={"name": "patch-stats-test"})
+
+    def preprocess(self, images):
+        return images
+
+    def forward(self, network, x):
+        return F.adaptive_avg_pool2d(x, 4).flatten(1)

@@ -4,28 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.reference_tokenizers import PixelQuantizer
+from tests.reference_tokenizers import PatchStats, PixelQuantizer
 from zoo.errors import ZooError
 from zoo.evaluate import run_suite
 from zoo.metrics import build_metric
 from zoo.metrics.base import EvalContext
-from zoo.metrics.features import FeatureExtractor
 from zoo.metrics.fid import FeatureMoments, moments_distance
 from zoo.metrics.gfid import GenerativeFID
 from zoo.metrics.image import RFID
-
-
-class PatchStats(FeatureExtractor):
-    """Cheap deterministic features: per-channel means of a 4x4 grid of cells (48 features)."""
-
-    def __init__(self):
-        super().__init__(torch.nn.Identity(), dim=48, policy={"name": "patch-stats-test"})
-
-    def preprocess(self, images):
-        return images
-
-    def forward(self, network, x):
-        return F.adaptive_avg_pool2d(x, 4).flatten(1)
 
 
 def images(seed: int, count: int = 24) -> torch.Tensor:

@@ -4,27 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.reference_tokenizers import PatchStats
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext
-from zoo.metrics.features import FeatureExtractor
 from zoo.metrics.fid import FeatureMoments, moments_distance
 from zoo.metrics.pfid import PerturbedFID, default_delta
 from zoo.tokenizer import Tokenizer
 
 LEVELS = 32
-
-
-class PatchStats(FeatureExtractor):
-    """A cheap deterministic extractor: per-channel means of a 4x4 grid of cells (48 features)."""
-
-    def __init__(self):
-        super().__init__(torch.nn.Identity(), dim=48, policy={"name": "patch-stats-test"})
-
-    def preprocess(self, images):
-        return images
-
-    def forward(self, network, x):
-        return F.adaptive_avg_pool2d(x, 4).flatten(1)
 
 
 class GreyPalette(Tokenizer):
