@@ -14,6 +14,16 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for modules that opt in (``pytestmark = pytest.mark.usefixtures("one_thread")``): on
+    the shared two-core machine, two OpenMP threads per process ran ~10x slower for their small models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seeded(monkeypatch, tmp_path_factory):
     random.seed(0)

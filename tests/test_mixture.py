@@ -46,6 +46,21 @@ LANGUAGES = {
 }
 
 
+def _replay_merges(bpe, text: str) -> list[list[str]]:
+    """Each pre-tokenized piece of ``text`` with ``bpe``'s merges applied in order, by hand (the reference)."""
+    words = []
+    for piece in bpe.pretokenize(text):
+        word = list(piece)
+        for left, right in bpe.merges:
+            i = 0
+            while i < len(word) - 1:
+                if word[i] == left and word[i + 1] == right:
+                    word[i : i + 2] = [left + right]
+                i += 1
+        words.append(word)
+    return words
+
+
 def _train_bpe(texts: list[str], merges: int) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -132,16 +147,7 @@ def test_merges_from_a_tokenizer_json_replay_its_encoding(mixed_tokenizer):
     assert bpe.byte_level and len(bpe) == 200
     hf = Tokenizer.from_file(str(path))
     text = Path(samples["aeiou"]).read_text()[:500]
-    replayed = []
-    for piece in bpe.pretokenize(text):
-        word = list(piece)
-        for left, right in bpe.merges:
-            i = 0
-            while i < len(word) - 1:
-                if word[i] == left and word[i + 1] == right:
-                    word[i : i + 2] = [left + right]
-                i += 1
-        replayed.extend(word)
+    replayed = [token for word in _replay_merges(bpe, text) for token in word]
     assert replayed == hf.encode(text).tokens
 
 
@@ -240,14 +246,5 @@ def test_zoo_bpe_checkpoint_folder(tmp_path):
     vocab = {
         token: i for token, i in json.loads((tmp_path / "bpe" / "tokenizer.json").read_text())["model"]["vocab"].items()
     }
-    replayed = []
-    for piece in bpe.pretokenize(text):
-        word = list(piece)
-        for left, right in bpe.merges:
-            i = 0
-            while i < len(word) - 1:
-                if word[i] == left and word[i + 1] == right:
-                    word[i : i + 2] = [left + right]
-                i += 1
-        replayed.extend(vocab[token] for token in word)
+    replayed = [vocab[token] for word in _replay_merges(bpe, text) for token in word]
     assert replayed == tokenizer.encode(text)

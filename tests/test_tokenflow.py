@@ -32,13 +32,7 @@ def tiny_tokenflow(teacher=None, **overrides) -> TokenFlowTokenizer:
     return TokenFlowTokenizer(**{**config, **overrides})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared two-core machine, two OpenMP threads per process ran ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
