@@ -26,24 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import corpora  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
+from zoo.analysis.merges import train_byte_level_bpe  # noqa: E402
 from zoo.models import GPT  # noqa: E402
 from zoo.pretrained import atomic_write_text  # noqa: E402
 from zoo.transfer import transfer_file  # noqa: E402
 
 METHODS = ["fvt", "focus", "normal", "multivariate"]
-
-
-def train_bpe(text: str, merges: int) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tokenizer.train_from_iterator([text], trainer)
-    return tokenizer
 
 
 def model_config(vocab_size: int, args) -> dict:
@@ -137,7 +126,7 @@ def main() -> int:
     source_text = corpora.take_bytes(source_train, args.train_bytes, seed=0)
     target_text = corpora.take_bytes(target_train, args.train_bytes, seed=0)
     heldout_text = corpora.take_bytes(target_heldout, args.heldout_bytes, seed=0)
-    tok_a, tok_b = train_bpe(source_text, args.merges), train_bpe(target_text, args.merges)
+    tok_a, tok_b = train_byte_level_bpe([source_text], args.merges), train_byte_level_bpe([target_text], args.merges)
     overlap = len(set(tok_a.get_vocab()) & set(tok_b.get_vocab()))
     stream_a = torch.tensor(tok_a.encode(source_text).ids)
     stream_b = torch.tensor(tok_b.encode(target_text).ids)

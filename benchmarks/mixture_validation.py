@@ -25,24 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import corpora  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
 from zoo.analysis import SymbolTable, count_category, log10_mse, solve_mixture_path  # noqa: E402
-from zoo.analysis.merges import bpe_from_tokenizer_json  # noqa: E402
+from zoo.analysis.merges import bpe_from_tokenizer_json, train_byte_level_bpe  # noqa: E402
 from zoo.pretrained import atomic_write_text  # noqa: E402
 
 CATEGORY_SETS = {5: ["en", "de", "ru", "it", "code"], 8: ["en", "de", "ru", "it", "es", "pl", "cs", "code"]}
-
-
-def train_bpe(texts: list[str], merges: int) -> dict:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return json.loads(tokenizer.to_str())
 
 
 def run_mixture(categories, pools, index: int, args) -> dict:
@@ -56,7 +44,8 @@ def run_mixture(categories, pools, index: int, args) -> dict:
     truth = {c: sizes[c] / sum(sizes.values()) for c in categories}
     long_run = index < args.long_mixtures
     num_merges = args.long_merges if long_run else max(args.merges)
-    bpe = bpe_from_tokenizer_json(train_bpe([t for t in training.values() if t], num_merges))
+    trained = train_byte_level_bpe([t for t in training.values() if t], num_merges)
+    bpe = bpe_from_tokenizer_json(json.loads(trained.to_str()))
     record = {"n": len(categories), "mixture": index, "truth": truth, "results": []}
     for sample_bytes in args.sample_bytes:
         started = time.perf_counter()

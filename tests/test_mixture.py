@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers
 
 from zoo.analysis import SymbolTable, count_category, infer_mixture, load_bpe, log10_mse, mixture_mse, solve_mixture
-from zoo.analysis.merges import merges_from_ranks
+from zoo.analysis.merges import merges_from_ranks, train_byte_level_bpe
 from zoo.analysis.pair_counts import count_pairs_through_merges
 from zoo.analysis.vocab import BYTE_TO_CHAR, bytes_to_symbols, symbols_to_bytes
 from zoo.errors import ZooError
@@ -61,23 +61,12 @@ def _replay_merges(bpe, text: str) -> list[list[str]]:
     return words
 
 
-def _train_bpe(texts: list[str], merges: int) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
-
-
 @pytest.fixture(scope="module")
 def mixed_tokenizer(tmp_path_factory):
     """A byte-level BPE trained on 60% / 30% / 10% (by words) of three made-up languages, and fresh samples."""
     shares = {"aeiou": 6000, "kxz": 3000, "digits": 1000}
     training = {name: _text(LANGUAGES[name], words, seed=10) for name, words in shares.items()}
-    tokenizer = _train_bpe(list(training.values()), merges=200)
+    tokenizer = train_byte_level_bpe(list(training.values()), merges=200)
     folder = tmp_path_factory.mktemp("mixture")
     tokenizer.save(str(folder / "tokenizer.json"))
     samples = {}

@@ -40,6 +40,21 @@ class BPEMerges:
         return len(self.merges)
 
 
+def train_byte_level_bpe(texts: list[str], merges: int):
+    """A byte-level BPE (GPT-2 style, no prefix space) with ``merges`` merges learnt from ``texts`` by HF
+    tokenizers: the reference tokenizers the analysis benchmarks and tests infer mixtures from."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
 def load_bpe(spec: str | Path, pattern: str | None = None) -> BPEMerges:
     """Read a BPE's merges and pre-tokenizer.
 
