@@ -10,9 +10,11 @@ import pytest
 import torch
 import yaml
 
+import zoo
 from zoo.errors import ZooError
 from zoo.studies import pfid_study
 from zoo.studies.pfid_study import (
+    evaluation_key,
     load_study_plan,
     load_study_suite,
     pair_stages,
@@ -208,6 +210,15 @@ def test_a_feature_stage_named_by_the_suite_is_trained_first_and_gives_the_fids(
     stored = json.loads((tmp_path / "runs" / "study" / "tokenizers" / "vq-8" / "results.json").read_text())
     assert stored["metrics"]["rfid"]["extractor"]["source"] == str(features)
     assert stored["metrics"]["gfid"]["extractor"] == stored["metrics"]["rfid"]["extractor"]
+    # Retraining the feature classifier makes the stored evaluations stale.
+    generator = tmp_path / "runs" / "gen-vq-8" / "final"
+    spec_now = load_study_suite(str(suite))
+    before = evaluation_key(generator, spec_now, [features])
+    classifier = zoo.load(features)
+    with torch.no_grad():
+        classifier.head.bias.add_(1.0)
+    classifier.save_pretrained(features)
+    assert evaluation_key(generator, spec_now, [features]) != before
 
     spec["metrics"] = [{"name": "rfid", "extractor": "zoo:stage:featurez"}]
     suite.write_text(yaml.safe_dump(spec))

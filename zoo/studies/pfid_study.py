@@ -74,11 +74,15 @@ def _builds_tokenizer(recipe) -> bool:
     return isinstance(cls, type) and issubclass(cls, Tokenizer)
 
 
-def support_stages(plan) -> list:
+def _paired(pairs: list[Pair]) -> set[int]:
+    """Identities of the stages the pairs train."""
+    return {id(p.generator) for p in pairs} | {id(p.tokenizer) for p in pairs if p.tokenizer is not None}
+
+
+def support_stages(plan, pairs: list[Pair] | None = None) -> list:
     """Stages that train neither a tokenizer nor a generator (the feature extractor the suite's FIDs use, named
-    there as ``zoo:stage:NAME``); they are trained before the pairs."""
-    pairs = pair_stages(plan)
-    used = {id(p.generator) for p in pairs} | {id(p.tokenizer) for p in pairs if p.tokenizer is not None}
+    there as ``zoo:stage:NAME``); they are trained before the pairs. ``pairs``: all of ``pair_stages(plan)``."""
+    used = _paired(pair_stages(plan) if pairs is None else pairs)
     return [r for r in plan.stages if id(r) not in used]
 
 
@@ -98,7 +102,7 @@ def pair_stages(plan) -> list[Pair]:
         pairs.append(Pair(stage.name if stage is not None else Path(tokenizer).name, stage, recipe))
     if not pairs:
         raise ZooError(f"{plan.source}: no stage trains a TokenGenerator ({GENERATOR_TARGET}); nothing to study")
-    used = {id(p.generator) for p in pairs} | {id(p.tokenizer) for p in pairs if p.tokenizer is not None}
+    used = _paired(pairs)
     unused = [r.name for r in plan.stages if id(r) not in used and _builds_tokenizer(r)]
     if unused:
         raise ZooError(f"{plan.source}: stage(s) {unused} are neither a generator nor the tokenizer of one")
@@ -199,25 +203,24 @@ def train_stages(plan, stages: list) -> None:
     run_plan(Plan(plan.source, plan.output_dir, stages, plan.resolved), resume=True)
 
 
-def evaluation_key(generator_folder: Path, suite) -> str:
+def evaluation_key(generator_folder: Path, suite, depends_on=()) -> str:
     """What a stored evaluation depends on: the generator's weights (its tokenizer's among them) and the suite."""
     from zoo.hub import sha256_of
 
     record = {k: v for k, v in suite.as_dict().items() if k != "path"}
     record["weights"] = sha256_of(generator_folder / "model.safetensors")
-    # a feature extractor trained by the study (a folder named in a metric option) decides the FIDs too
-    record["folders"] = {value: sha256_of(Path(value) / "model.safetensors") for metric in suite.metrics
-                         for value in metric.values()
-                         if isinstance(value, str) and (Path(value) / "model.safetensors").is_file()}
+    # exported stages the suite reads (the FIDs' feature classifier) decide the results too
+    record["depends_on"] = {str(folder): sha256_of(Path(folder) / "model.safetensors") for folder in depends_on}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def evaluate_pair(label: str, generator_folder: Path, suite, out_dir: Path, progress: bool = True) -> dict:
+def evaluate_pair(label: str, generator_folder: Path, suite, out_dir: Path, progress: bool = True,
+                  depends_on=()) -> dict:
     """The suite on one generator, written to ``out_dir`` as ``zoo eval`` writes it; reused when up to date."""
     from zoo.evaluate import evaluate_suite
     from zoo.report import write_report
 
-    key = evaluation_key(generator_folder, suite)
+    key = evaluation_key(generator_folder, suite, depends_on)
     stored = out_dir / "results.json"
     if stored.is_file():
         results = json.loads(stored.read_text(encoding="utf-8"))
@@ -311,9 +314,11 @@ def run_study(recipe: str = DEFAULT_RECIPE, suite: str = DEFAULT_SUITE, out_dir:
     """Train and evaluate every pair (or those labelled in ``only``), writing the study report after each one;
     returns the study summary."""
     from zoo.studies.study_report import write_study_report
+    from zoo.train.trainer import FINAL
 
     plan = load_study_plan(recipe, overrides, tokenizer_settings, generator_settings)
     pairs = pair_stages(plan)
+    support = support_stages(plan, pairs)
     if only:
         unknown = sorted(set(only) - {p.label for p in pairs})
         if unknown:
@@ -322,7 +327,6 @@ def run_study(recipe: str = DEFAULT_RECIPE, suite: str = DEFAULT_SUITE, out_dir:
     spec, referenced = resolve_stage_references(load_study_suite(suite, suite_settings), plan)
     if limit is not None:
         spec = replace(spec, limit=limit)
-    support = support_stages(plan)
     unreferenced = [stage.name for stage in support if stage.name not in referenced]
     if unreferenced:
         raise ZooError(f"{plan.source}: stage(s) {unreferenced} train neither a tokenizer nor a generator, and the "
@@ -337,7 +341,8 @@ def run_study(recipe: str = DEFAULT_RECIPE, suite: str = DEFAULT_SUITE, out_dir:
     for index, pair in enumerate(pairs, 1):
         print(f"pfid-study: [{index}/{len(pairs)}] {pair.label}: training", file=sys.stderr)
         folder = train_pair(plan, pair)
-        per_label[pair.label] = evaluate_pair(pair.label, folder, spec, out / "tokenizers" / pair.label, progress)
+        per_label[pair.label] = evaluate_pair(pair.label, folder, spec, out / "tokenizers" / pair.label, progress,
+                                              depends_on=[plan.stage_dir(stage) / FINAL for stage in support])
         summary = study_summary(recipe, plan, pairs, spec, per_label, command, note)
         write_study_report(out, summary, merge_results(per_label))
     print(f"pfid-study: wrote {out / 'results.md'}, {out / 'report.html'}, {out / 'study.json'}", file=sys.stderr)
