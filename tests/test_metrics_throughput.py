@@ -1,5 +1,7 @@
 """Throughput: items counted, the warm-up batch left out, units per modality, tokenizers without decoder."""
 
+import time
+
 import torch
 
 from tests.reference_tokenizers import FrameQuantizer, ImageLabeller, PixelQuantizer
@@ -41,7 +43,14 @@ def test_throughput_of_a_tokenizer_without_decoder():
 
 
 def test_measure_call_sees_memory_growth():
-    result, measurement = measure_call(lambda: torch.ones(64, 1024, 1024).sum())  # a 256 MB temporary
+    def hold_256_mb():
+        # Held across a sleep so the 1 ms sampler sees it however the busy machine schedules threads;
+        # a temporary freed within one sampling interval may be missed (the measure is a lower bound).
+        block = torch.ones(64, 1024, 1024)
+        time.sleep(0.05)
+        return block.sum()
+
+    result, measurement = measure_call(hold_256_mb)
     assert float(result) == 64 * 1024 * 1024
     assert measurement.seconds > 0
     assert measurement.peak_bytes > 100 * 2**20

@@ -38,13 +38,19 @@ def resident_bytes() -> int | None:
 class _RssSampler(threading.Thread):
     def __init__(self, interval: float = 0.001):
         super().__init__(daemon=True)
-        self.interval, self.stop_event = interval, threading.Event()
+        self.interval, self.stop_event, self.sampling = interval, threading.Event(), threading.Event()
         self.start_bytes = resident_bytes() or 0
         self.peak = self.start_bytes
+
+    def start(self) -> None:
+        # Return only once the thread samples, so a short call is not over before sampling begins.
+        super().start()
+        self.sampling.wait()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             self.peak = max(self.peak, resident_bytes() or 0)
+            self.sampling.set()
             self.stop_event.wait(self.interval)
 
     def finish(self) -> int:
