@@ -126,6 +126,73 @@ def test_multi_scale_drop_marks_the_dropped_scale_and_never_the_first_or_last():
         assert int((ids < 0).sum()) in (4, 9)  # exactly one middle scale dropped
 
 
+def _codes_pointing_at(book: DualCodebook, target: torch.Tensor) -> DualCodebook:
+    """Every code at one direction except code 0, so each position of any batch chooses code 0 or 1."""
+    with torch.no_grad():
+        book.semantic.copy_(-F.normalize(target[: book.semantic_dim], dim=0).expand_as(book.semantic))
+        book.pixel.copy_(-F.normalize(target[book.semantic_dim:], dim=0).expand_as(book.pixel))
+        book.semantic[0], book.pixel[0] = F.normalize(target[: book.semantic_dim], dim=0), F.normalize(
+            target[book.semantic_dim:], dim=0)
+    return book
+
+
+def test_codes_unused_for_the_window_move_onto_batch_latents_and_used_ones_stay():
+    torch.manual_seed(0)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    book = _codes_pointing_at(DualCodebook(6, 3, 2, restart_unused_after=2), target)
+    z = target.view(1, 5, 1, 1) + 0.01 * torch.randn(2, 5, 2, 2)  # all positions near code 0
+    before = book.codebook.clone()
+    book.train()
+    for step in (1, 2):
+        assert torch.equal(book.quantize(z)[1], torch.zeros(2, 2, 2, dtype=torch.long))
+        assert torch.equal(book.codebook, before) and book.idle_steps.tolist() == [0] + [step] * 5
+    fresh = target.view(1, 5, 1, 1) + 0.5 * torch.randn(2, 5, 2, 2)
+    book.quantize(fresh)  # codes 1..5 have been idle 2 steps: they restart before this step's lookup
+    after = book.codebook
+    assert torch.equal(after[0], before[0])
+    latents = torch.cat([F.normalize(fresh[:, :3], dim=1), F.normalize(fresh[:, 3:], dim=1)], dim=1)
+    latents = latents.permute(0, 2, 3, 1).reshape(-1, 5)
+    for code in after[1:]:  # each restarted code is one of this batch's (normalised) latents
+        assert torch.cdist(code[None], latents).min() < 1e-5
+
+
+def test_restart_keeps_the_backward_pass_valid():
+    book = DualCodebook(codebook_size=8, semantic_dim=3, pixel_dim=2, restart_unused_after=1).train()
+    z = torch.randn(2, 5, 2, 2, requires_grad=True)
+    for _ in range(3):  # codes restart inside these steps; each step's graph must still backpropagate
+        _, _, losses = book.quantize(z)
+        (losses["codebook"] + losses["commitment"]).backward()
+    assert z.grad.abs().sum() > 0 and book.semantic.grad.abs().sum() > 0
+
+
+def test_no_restart_in_eval_mode_or_when_off():
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    z = target.view(1, 5, 1, 1).expand(2, 5, 2, 2)
+    off = _codes_pointing_at(DualCodebook(codebook_size=6, semantic_dim=3, pixel_dim=2), target).train()
+    assert not hasattr(off, "idle_steps") and "idle_steps" not in off.state_dict()  # old checkpoints still load
+    evaluating = _codes_pointing_at(DualCodebook(6, 3, 2, restart_unused_after=1), target).eval()
+    for book in (off, evaluating):
+        before = book.codebook.clone()
+        for _ in range(3):
+            book.quantize(z)
+        assert torch.equal(book.codebook, before)
+    assert evaluating.idle_steps.tolist() == [0] * 6 and "idle_steps" in evaluating.state_dict()
+
+
+def test_multi_scale_counts_one_step_per_call_over_all_scales():
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    book = _codes_pointing_at(MultiScaleDualCodebook(6, 3, 2, scales=[1, 2], restart_unused_after=3), target).train()
+    book.quantize(target.view(1, 5, 1, 1).expand(2, 5, 2, 2).contiguous())
+    # Scale 1 takes code 0; what it leaves (zero residual) ties every code, so argmin takes code 0 again.
+    assert book.idle_steps.tolist() == [0, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "10"])
+def test_bad_restart_window_is_refused(value):
+    with pytest.raises(ZooError, match="restart_unused_after: expected a number of training steps >= 0"):
+        DualCodebook(codebook_size=4, semantic_dim=2, pixel_dim=2, restart_unused_after=value)
+
+
 @pytest.mark.parametrize("scales, message", [([2, 1], "strictly increasing"), ([], "strictly increasing")])
 def test_bad_scales_are_refused(scales, message):
     with pytest.raises(ZooError, match=message):

@@ -12,6 +12,12 @@ VQ-VAE pair on the concatenated vectors (codebook ``||sg(z) - z_q||^2``, commitm
 multi-scale residual quantisation (Tian et al., https://arxiv.org/abs/2404.02905, algorithm 1):
 area-downsample the residual to each scale, quantise it with the same codebook, bicubic-upsample,
 accumulate; ids of all scales are concatenated coarse to fine.
+
+``restart_unused_after`` (0: off, as in TokenFlow's code) is zoo's remedy for unused codes, the
+dead-code restart of VQ practice (Dhariwal et al.'s Jukebox, vector-quantize-pytorch's
+``threshold_ema_dead_code``): a code that no position chose in that many consecutive training steps is
+moved onto a random latent of the next batch, both halves at once since they share the index.
+Under ``torch.distributed`` the choices are agreed across processes (hits summed, new codes from rank 0).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import random
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
@@ -31,15 +38,22 @@ _MAX_DISTANCE_ELEMENTS = 1 << 24  # rows x codes per chunk when computing distan
 class DualCodebook(nn.Module):
     """Two l2-normalised codebooks ``[K, D_sem]`` and ``[K, D_pix]`` with one shared index."""
 
-    def __init__(self, codebook_size: int, semantic_dim: int, pixel_dim: int, pixel_weight: float = 1.0):
+    def __init__(self, codebook_size: int, semantic_dim: int, pixel_dim: int, pixel_weight: float = 1.0,
+                 restart_unused_after: int = 0):
         super().__init__()
         if codebook_size < 2 or semantic_dim < 1 or pixel_dim < 1:
             raise ZooError(f"dual codebook: codebook_size must be >= 2 and semantic_dim, pixel_dim >= 1, got "
                            f"{codebook_size}, {semantic_dim}, {pixel_dim}")
         if pixel_weight < 0:
             raise ZooError(f"pixel_weight: expected a weight >= 0, got {pixel_weight}")
+        if not isinstance(restart_unused_after, int) or restart_unused_after < 0:
+            raise ZooError(f"restart_unused_after: expected a number of training steps >= 0 (0: never restart "
+                           f"unused codes), got {restart_unused_after!r}")
         self.codebook_size, self.semantic_dim, self.pixel_dim = codebook_size, semantic_dim, pixel_dim
         self.pixel_weight = float(pixel_weight)
+        self.restart_unused_after = restart_unused_after
+        if restart_unused_after:  # saved with the weights, so a resumed run restarts the same codes
+            self.register_buffer("idle_steps", torch.zeros(codebook_size, dtype=torch.long))
         # TokenFlow's initialisation: uniform in [-1/K, 1/K], then onto the unit sphere.
         self.semantic = nn.Parameter(F.normalize(torch.empty(codebook_size, semantic_dim).uniform_(
             -1.0 / codebook_size, 1.0 / codebook_size), dim=-1))
@@ -82,6 +96,44 @@ class DualCodebook(nn.Module):
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Features ``[B, D_sem + D_pix, h, w]`` -> (codes with a straight-through gradient, ids ``[B, h, w]``,
         unweighted ``codebook`` / ``commitment`` losses). Each half is l2-normalised before the lookup."""
+        self.restart_idle_codes(z)
+        quantized, ids, losses = self._quantize_grid(z)
+        self.count_idle_steps(ids)
+        return quantized, ids, losses
+
+    # Restarts happen at the start of a step, before the codes enter the autograd graph: changing them after
+    # the lookup would invalidate the backward pass of that step.
+    @torch.no_grad()
+    def restart_idle_codes(self, z: torch.Tensor) -> None:
+        """Move codes idle for ``restart_unused_after`` steps onto random positions of features ``[B, D, h, w]``
+        (each half l2-normalised). Nothing happens in eval mode or when off."""
+        if not (self.restart_unused_after and self.training):
+            return
+        idle = (self.idle_steps >= self.restart_unused_after).nonzero().flatten()
+        if not len(idle):
+            return
+        rows = rearrange(z.detach(), "b d h w -> (b h w) d")
+        picks = rows[torch.randint(len(rows), (len(idle),), device=rows.device)].contiguous()
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(picks, src=0)  # every process moves the same codes to the same place
+        semantic, pixel = self.split(picks.to(self.semantic.dtype), dim=1)
+        self.semantic[idle] = F.normalize(semantic, dim=-1)
+        self.pixel[idle] = F.normalize(pixel, dim=-1)
+        self.idle_steps[idle] = 0
+
+    @torch.no_grad()
+    def count_idle_steps(self, ids: torch.Tensor) -> None:
+        """One training step's ids (-1 for absent tokens): reset the idle count of every chosen code, add one to
+        the rest. Hits are summed over processes so all agree on which codes are idle."""
+        if not (self.restart_unused_after and self.training):
+            return
+        hits = torch.zeros(self.codebook_size, device=ids.device)
+        hits[ids[ids >= 0]] = 1.0
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(hits)
+        self.idle_steps.copy_(torch.where(hits > 0, torch.zeros_like(self.idle_steps), self.idle_steps + 1))
+
+    def _quantize_grid(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         if z.ndim != 4 or z.shape[1] != self.code_dim:
             raise ZooError(f"dual codebook input: expected [B, {self.code_dim}, h, w], got {list(z.shape)}")
         height, width = z.shape[-2:]
@@ -109,8 +161,8 @@ class MultiScaleDualCodebook(DualCodebook):
     """
 
     def __init__(self, codebook_size: int, semantic_dim: int, pixel_dim: int, scales: list[int],
-                 pixel_weight: float = 1.0, scale_drop: float = 0.0):
-        super().__init__(codebook_size, semantic_dim, pixel_dim, pixel_weight)
+                 pixel_weight: float = 1.0, scale_drop: float = 0.0, restart_unused_after: int = 0):
+        super().__init__(codebook_size, semantic_dim, pixel_dim, pixel_weight, restart_unused_after)
         scales = [int(s) for s in scales]
         if not scales or any(s < 1 for s in scales) or scales != sorted(set(scales)):
             raise ZooError(f"scales: expected strictly increasing positive sizes (coarse to fine), got {scales}")
@@ -137,19 +189,22 @@ class MultiScaleDualCodebook(DualCodebook):
             dropped = random.randrange(1, len(self.scales) - 1)  # never the first or the full-resolution scale
         residual, accumulated = z, torch.zeros_like(z)
         all_ids, all_losses = [], []
+        self.restart_idle_codes(z)  # once per step, before any scale looks codes up
         for index, scale in enumerate(self.scales):
             if index == dropped:  # its tokens are absent: ids -1
                 all_ids.append(torch.full((z.shape[0], scale * scale), -1, dtype=torch.long, device=z.device))
                 continue
             coarse = F.interpolate(residual, size=(scale, scale), mode="area") if scale != side else residual
-            quantized, ids, losses = super().quantize(coarse)
+            quantized, ids, losses = self._quantize_grid(coarse)
             upsampled = self._upsample(quantized)
             accumulated = accumulated + upsampled
             residual = residual - upsampled.detach()
             all_ids.append(rearrange(ids, "b h w -> b (h w)"))
             all_losses.append(losses)
         losses = {name: sum(step[name] for step in all_losses) / len(all_losses) for name in all_losses[0]}
-        return accumulated, torch.cat(all_ids, dim=1), losses
+        ids = torch.cat(all_ids, dim=1)
+        self.count_idle_steps(ids)  # one step over all scales
+        return accumulated, ids, losses
 
     def scale_slices(self) -> list[tuple[int, slice]]:
         """``(scale, slice of the flat ids)`` for every scale."""

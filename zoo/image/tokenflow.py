@@ -74,6 +74,7 @@ class TokenFlowTokenizer(NeuralTokenizer):
         pixel_weight: float = 1.0,
         scales: list[int] | None = None,
         scale_drop: float = 0.1,
+        restart_unused_after: int = 0,
         teacher: str | dict | None = None,
         teacher_dim: int = 512,
         loss: dict | None = None,
@@ -96,9 +97,10 @@ class TokenFlowTokenizer(NeuralTokenizer):
             torch.manual_seed(seed)
             if scales:
                 self.quantize: DualCodebook = MultiScaleDualCodebook(codebook_size, semantic_dim, pixel_dim, scales,
-                                                                     pixel_weight, scale_drop)
+                                                                     pixel_weight, scale_drop, restart_unused_after)
             else:
-                self.quantize = DualCodebook(codebook_size, semantic_dim, pixel_dim, pixel_weight)
+                self.quantize = DualCodebook(codebook_size, semantic_dim, pixel_dim, pixel_weight,
+                                             restart_unused_after)
             self.encoder = Encoder(channels, channel_mult, num_res_blocks, z_channels, attention)
             self.quant_conv = nn.Conv2d(z_channels, pixel_dim, 1)
             self.post_quant_conv = nn.Conv2d(pixel_dim, z_channels, 1)
