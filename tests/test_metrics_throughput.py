@@ -47,7 +47,7 @@ def test_measure_call_sees_memory_growth():
         # Held across a sleep so the 1 ms sampler sees it however the busy machine schedules threads;
         # a temporary freed within one sampling interval may be missed (the measure is a lower bound).
         block = torch.ones(64, 1024, 1024)
-        time.sleep(0.05)
+        time.sleep(0.2)
         return block.sum()
 
     result, measurement = measure_call(hold_256_mb)
