@@ -34,29 +34,37 @@ def _train(recipe: str, out: Path, *overrides: str) -> subprocess.CompletedProce
 
 def test_tiny_recipe_chains_its_stages():
     plan = load_recipe("recipes/audio/beats-tiny.yaml")
-    assert [stage.name for stage in plan.stages] == ["ssl1", "tokenizer2", "ssl2"]
-    ssl1, tokenizer2, ssl2 = plan.stages
+    assert [stage.name for stage in plan.stages] == ["ssl1", "tokenizer2", "ssl2", "tokenizer3", "ssl3"]
+    ssl1, tokenizer2, ssl2, tokenizer3, ssl3 = plan.stages
     assert ssl1.model.config["label_tokenizer"] == "beats-random"
-    assert tokenizer2.model.config["teacher"] == str((plan.output_dir / "ssl1" / "final").resolve())
-    assert ssl2.model.config["label_tokenizer"] == str((plan.output_dir / "tokenizer2" / "final").resolve())
-    assert ssl2.model.config["vocab_size"] == tokenizer2.model.config["codebook_size"]
+
+    def final(stage):
+        return str((plan.output_dir / stage.name / "final").resolve())
+
+    for teacher, tokenizer, student in ((ssl1, tokenizer2, ssl2), (ssl2, tokenizer3, ssl3)):
+        assert tokenizer.model.config["teacher"] == final(teacher)
+        assert student.model.config["label_tokenizer"] == final(tokenizer)
+        assert student.model.config["vocab_size"] == tokenizer.model.config["codebook_size"]
+    assert {k: v for k, v in tokenizer3.model.config.items() if k != "teacher"} == \
+        {k: v for k, v in tokenizer2.model.config.items() if k != "teacher"}
 
 
 def test_tiny_loop_runs_end_to_end(tmp_path):
     audio = torch.rand(2, 24_000) * 0.2 - 0.1
     recipe = "recipes/audio/beats-tiny.yaml"
     _train(recipe, tmp_path, *_per_stage(recipe, steps=2, batch_size=4), "schedule.warmup_steps=1")
-    finals = {name: tmp_path / name / "final" for name in ("ssl1", "tokenizer2", "ssl2")}
+    finals = {name: tmp_path / name / "final" for name in ("ssl1", "tokenizer2", "ssl2", "tokenizer3", "ssl3")}
     for name, final in finals.items():
         model = zoo.load(final)
         tokens = model.encode(audio, torch.tensor([24_000, 16_000]))
         assert tokens.lengths.tolist() == [72, 48] and tokens.ids.max() < 1024, name
         record = json.loads((final / "config.json").read_text())
         assert record["metadata"]["stage"] == name and record["metadata"]["steps"] == 2
-    tokenizer = zoo.load(finals["tokenizer2"])
-    assert tokenizer.estimator is None and bool(tokenizer.quantizer.initted)
-    trained_with = json.loads((finals["ssl2"] / "config.json").read_text())["metadata"]["trained_with"]
-    assert trained_with == {"label_tokenizer": str(finals["tokenizer2"].resolve())}
+    for tokenizer_stage, ssl_stage in (("tokenizer2", "ssl2"), ("tokenizer3", "ssl3")):
+        tokenizer = zoo.load(finals[tokenizer_stage])
+        assert tokenizer.estimator is None and bool(tokenizer.quantizer.initted)
+        trained_with = json.loads((finals[ssl_stage] / "config.json").read_text())["metadata"]["trained_with"]
+        assert trained_with == {"label_tokenizer": str(finals[tokenizer_stage].resolve())}
 
 
 @pytest.mark.slow
