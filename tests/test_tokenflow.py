@@ -187,6 +187,31 @@ def test_multi_scale_counts_one_step_per_call_over_all_scales():
     assert book.idle_steps.tolist() == [0, 1, 1, 1, 1, 1]
 
 
+def _restart_in_two_processes(rank: int, port: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)  # the same initial codes, as the trainer's seeded construction gives
+        book = DualCodebook(codebook_size=16, semantic_dim=3, pixel_dim=2, restart_unused_after=1).train()
+        before = book.codebook.clone()
+        torch.manual_seed(1 + rank)  # each process its own batches (and its own random draws)
+        for _ in range(3):
+            book.quantize(torch.randn(2, 5, 2, 2))
+        torch.save({"before": before, "after": book.codebook.detach(), "idle": book.idle_steps}, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_agree_on_which_codes_restart_and_where(tmp_path):
+    from tests.test_distributed import _free_port
+
+    torch.multiprocessing.spawn(_restart_in_two_processes, args=(_free_port(), str(tmp_path)), nprocs=2)
+    first, second = (torch.load(tmp_path / f"{rank}.pt") for rank in (0, 1))
+    assert not torch.equal(first["after"], first["before"])  # codes did restart (8 positions, 16 codes)
+    assert torch.equal(first["after"], second["after"]) and torch.equal(first["idle"], second["idle"])
+
+
 @pytest.mark.parametrize("value", [-1, 1.5, "10"])
 def test_bad_restart_window_is_refused(value):
     with pytest.raises(ZooError, match="restart_unused_after: expected a number of training steps >= 0"):
