@@ -15,7 +15,7 @@ accumulate; ids of all scales are concatenated coarse to fine.
 
 ``restart_unused_after`` (0: off, as in TokenFlow's code) is zoo's remedy for unused codes, the
 dead-code restart of VQ practice (Dhariwal et al.'s Jukebox, vector-quantize-pytorch's
-``threshold_ema_dead_code``): a code that no position chose in that many consecutive training steps is
+``threshold_ema_dead_code``): a code that no position chose in that many consecutive training batches is
 moved onto a random latent of the next batch, both halves at once since they share the index.
 Under ``torch.distributed`` the choices are agreed across processes (hits summed, new codes from rank 0).
 """
