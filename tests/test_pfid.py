@@ -121,3 +121,55 @@ def test_pfid_shares_the_rfid_reference_cache():
     from zoo.metrics.image import RFID
 
     assert PerturbedFID(extractor=PatchStats()).reference_policy() == RFID(extractor=PatchStats()).reference_policy()
+
+
+# -- perturbed PSNR: the same perturbed decodes, scored per image ------------------------------------------------
+
+
+def on_levels(seed: int, count: int = 6) -> torch.Tensor:
+    """Images GreyPalette reconstructs exactly: every 4x4 patch already one of its grey levels."""
+    ids = torch.randint(0, LEVELS, (count, 4, 4), generator=torch.Generator().manual_seed(seed))
+    return GreyPalette().decode(ids).contiguous()
+
+
+def test_perturbed_psnr_matches_the_hand_computed_value():
+    from zoo.metrics import build_metric
+
+    tok = GreyPalette()
+    metric = build_metric("perturbed-psnr", alphas=[0.0, 1.0], delta=1)
+    values = run_pfid(metric, tok, [on_levels(0), on_levels(1)])
+    # alpha 0 decodes the exact reconstruction: PSNR at its 100 dB cap. alpha 1 with delta 1 moves every patch
+    # one level (1/31) up or down: MSE (1/31)^2 in every pixel, PSNR 20 log10(31).
+    assert values["alpha=0"] == pytest.approx(100.0)
+    assert values["alpha=1"] == pytest.approx(20 * torch.log10(torch.tensor(31.0)).item(), rel=1e-6)
+    assert values["mean"] == pytest.approx((values["alpha=0"] + values["alpha=1"]) / 2)
+    assert values["drop"] == pytest.approx(100.0 - values["mean"])
+    assert metric.direction("drop") is False and metric.direction("mean") is True
+    assert metric.notes == ["delta 1 nearest codes of 32, seed 0"]
+
+
+def test_perturbed_psnr_replays_pfids_draws():
+    from zoo.metrics.image import psnr
+    from zoo.metrics.pfid import PerturbedPSNR
+    from zoo.quantize_perturb import perturb_token_ids
+
+    tok = GreyPalette()
+    batches = [on_levels(2), on_levels(3)]
+    values = run_pfid(PerturbedPSNR(alphas=[0.3, 0.6], delta=2, seed=5), tok, batches)
+    generator = torch.Generator().manual_seed(5)  # pFID's draws: one generator, batch after batch, alpha by alpha
+    scores = {0.3: [], 0.6: []}
+    for batch in batches:
+        for alpha in (0.3, 0.6):
+            moved = perturb_token_ids(tok.encode(batch), tok.codebook, alpha, 2, generator)
+            scores[alpha].append(psnr(batch, tok.decode(moved)))
+    for alpha, parts in scores.items():
+        assert values[f"alpha={alpha:g}"] == pytest.approx(torch.cat(parts).mean().item())
+
+
+def test_perturbed_psnr_refuses_bad_options():
+    from zoo.metrics.pfid import PerturbedPSNR
+
+    with pytest.raises(ZooError, match="perturbed-psnr: alphas must be"):
+        PerturbedPSNR(alphas=[])
+    with pytest.raises(ZooError, match="perturbed-psnr: delta 32 must be smaller"):
+        PerturbedPSNR(delta=32).setup(GreyPalette())

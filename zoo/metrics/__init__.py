@@ -17,6 +17,7 @@ METRICS: dict[str, str] = {
     "codebook": "zoo.metrics.codebook:CodebookUsage",
     "throughput": "zoo.metrics.throughput:Throughput",
     "pfid": "zoo.metrics.pfid:PerturbedFID",
+    "perturbed-psnr": "zoo.metrics.pfid:PerturbedPSNR",
     "gfid": "zoo.metrics.gfid:GenerativeFID",
     "bytes-per-token": "zoo.metrics.text:BytesPerToken",
     "chars-per-token": "zoo.metrics.text:CharsPerToken",
