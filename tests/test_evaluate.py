@@ -56,6 +56,15 @@ def test_shipped_suites_parse_and_name_known_metrics(path):
         assert metric["name"] in METRICS, f"{path.name}: metric {metric['name']!r} is not registered"
 
 
+REPO = Path(__file__).resolve().parents[1]
+DOCS = "\n".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_registered_metric_is_documented(name):
+    assert f"`{name}`" in DOCS, f"metric {name!r} is registered but no page of docs/ or the README names it"
+
+
 def test_run_records_values_provenance_and_notes(tmp_path):
     folder = PaletteVQ(codes=12).save_pretrained(tmp_path / "palette")
     quantiser = PixelQuantizer(factor=4, levels=4)
