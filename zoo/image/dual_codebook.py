@@ -96,6 +96,7 @@ class DualCodebook(nn.Module):
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Features ``[B, D_sem + D_pix, h, w]`` -> (codes with a straight-through gradient, ids ``[B, h, w]``,
         unweighted ``codebook`` / ``commitment`` losses). Each half is l2-normalised before the lookup."""
+        self._check_grid(z)
         self.restart_idle_codes(z)
         quantized, ids, losses = self._quantize_grid(z)
         self.count_idle_steps(ids)
@@ -133,9 +134,12 @@ class DualCodebook(nn.Module):
             dist.all_reduce(hits)
         self.idle_steps.copy_(torch.where(hits > 0, torch.zeros_like(self.idle_steps), self.idle_steps + 1))
 
-    def _quantize_grid(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def _check_grid(self, z: torch.Tensor) -> None:
         if z.ndim != 4 or z.shape[1] != self.code_dim:
             raise ZooError(f"dual codebook input: expected [B, {self.code_dim}, h, w], got {list(z.shape)}")
+
+    def _quantize_grid(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        self._check_grid(z)
         height, width = z.shape[-2:]
         z_sem, z_pix = (F.normalize(part, dim=1) for part in self.split(z))
         flat_sem = rearrange(z_sem, "b d h w -> (b h w) d")
