@@ -139,7 +139,7 @@ class DualCodebook(nn.Module):
             raise ZooError(f"dual codebook input: expected [B, {self.code_dim}, h, w], got {list(z.shape)}")
 
     def _quantize_grid(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        self._check_grid(z)
+        """One grid through the shared index; callers have checked its shape."""
         height, width = z.shape[-2:]
         z_sem, z_pix = (F.normalize(part, dim=1) for part in self.split(z))
         flat_sem = rearrange(z_sem, "b d h w -> (b h w) d")

@@ -17,7 +17,8 @@ from zoo.metrics.base import EvalContext, Metric
 from zoo.metrics.fid import FrechetMetric
 
 
-def _pair(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruction_pair(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, decode(encode(x)))`` clamped to [0, 1], float; an error when decode returned another shape."""
     original = ctx.inputs.float().clamp(0, 1)
     reconstruction = ctx.reconstruction
     if not isinstance(reconstruction, torch.Tensor) or reconstruction.shape != original.shape:
@@ -85,7 +86,7 @@ class _PerImageMean(Metric):
         raise ZooError(f"{type(self).__name__} does not define score()")
 
     def update(self, ctx: EvalContext) -> None:
-        values = self.score(*_pair(ctx)).double().cpu()
+        values = self.score(*reconstruction_pair(ctx)).double().cpu()
         self.total = self.total + values.sum()
         self.count = self.count + values.numel()
 
@@ -126,4 +127,4 @@ class RFID(FrechetMetric):
     needs_decoder: ClassVar[bool] = True
 
     def candidate_images(self, ctx: EvalContext) -> torch.Tensor:
-        return _pair(ctx)[1]
+        return reconstruction_pair(ctx)[1]

@@ -36,6 +36,7 @@ import torch
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
 from zoo.metrics.fid import FrechetMetric, moments_distance
+from zoo.metrics.image import psnr, reconstruction_pair
 from zoo.quantize_perturb import perturb_token_ids
 
 
@@ -79,10 +80,8 @@ class TokenPerturbation:
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def decoded(self, ctx: EvalContext):
-        """``(index, alpha, decode(perturbed ids))`` for each alpha, images clamped to [0, 1]."""
+        """``(index, alpha, decode(perturbed ids))`` for each alpha, images clamped to [0, 1] (after ``setup``)."""
         tokenizer = ctx.tokenizer
-        if self.delta is None:
-            self.setup(tokenizer)
         codebook = tokenizer.codebook.detach()
         ids = torch.as_tensor(ctx.ids)
         with torch.no_grad():
@@ -128,7 +127,7 @@ class PerturbedFID(FrechetMetric):
         self.strip = []
 
     def update(self, ctx: EvalContext) -> None:
-        if self.perturbation.delta is None:
+        if self.delta is None:
             self.setup(ctx.tokenizer)
         if self.cached_reference is None:
             self._add("ref", ctx.inputs.float().clamp(0, 1))
@@ -192,11 +191,11 @@ class PerturbedPSNR(Metric):
         self.perturbation.reset()
 
     def update(self, ctx: EvalContext) -> None:
-        from zoo.metrics.image import psnr
-
-        original = ctx.inputs.float().clamp(0, 1)
+        if self.perturbation.delta is None:
+            self.setup(ctx.tokenizer)
+        original, reconstruction = reconstruction_pair(ctx)  # the pair PSNR scores, shape-checked
         row = torch.zeros_like(self.sums)
-        row[-1] = psnr(original, ctx.reconstruction.float().clamp(0, 1)).sum()
+        row[-1] = psnr(original, reconstruction).sum()
         for i, _, images in self.perturbation.decoded(ctx):
             row[i] = psnr(original, images.to(original.device)).sum()
         self.sums = self.sums + row

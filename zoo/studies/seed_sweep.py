@@ -67,6 +67,7 @@ def check_comparable(studies: list[dict]) -> list[str]:
 
 
 def _values(study: dict, metric: str, labels: list[str]) -> list[float | None]:
+    """One metric of one run, in ``labels`` order."""
     by_label = {row["tokenizer"]: row for row in study["rows"]}
     return [by_label[label].get(metric) for label in labels]
 
@@ -84,19 +85,20 @@ def sweep_summary(studies: list[dict]) -> dict:
     """Per-tokenizer spreads, correlations per run / over means / pooled, and each metric's seed-to-seed rho."""
     labels = check_comparable(studies)
     first_rows = {row["tokenizer"]: row for row in studies[0]["rows"]}
+    per_run = {metric: [_values(study, metric, labels) for study in studies] for metric in METRICS}
     tokenizers = []
-    for label in labels:
+    for index, label in enumerate(labels):
         entry = {key: first_rows[label].get(key) for key in ("tokenizer", "quantizer", "codebook", "perturbation")}
         for metric in METRICS:
-            entry[metric] = _spread([_values(study, metric, [label])[0] for study in studies])
+            entry[metric] = _spread([run[index] for run in per_run[metric]])
         tokenizers.append(entry)
     mean_rows = [{"tokenizer": t["tokenizer"], **{m: t[m]["mean"] for m in METRICS}} for t in tokenizers]
     pooled_rows = [row for study in studies for row in study["rows"]]
     reproducibility = {}
     for metric in METRICS:
         pairs = []
-        for (i, a), (j, b) in itertools.combinations(enumerate(studies), 2):
-            found = correlation(_values(a, metric, labels), _values(b, metric, labels))
+        for (i, a), (j, b) in itertools.combinations(enumerate(per_run[metric]), 2):
+            found = correlation(a, b)
             pairs.append({"runs": [i, j], "spearman": found["spearman"], "pearson": found["pearson"],
                           **({"note": found["note"]} if "note" in found else {})})
         reproducibility[metric] = pairs
