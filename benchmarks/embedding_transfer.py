@@ -1,7 +1,7 @@
 """Embedding transfer in miniature (after "An Empirical Comparison of Vocabulary Expansion and
 Initialization Approaches for Language Models", https://arxiv.org/abs/2407.05841).
 
-A tiny GPT (``zoo.models.GPT``) is trained on English fortunes with byte-level BPE A (trained on English).
+A tiny GPT (``zoo.generators.GPT``) is trained on English fortunes with byte-level BPE A (trained on English).
 Its vocabulary is then swapped for BPE B (trained on German): the token table is rewritten by
 ``zoo.transfer.transfer_file`` with each initialisation, and training continues on German for the same
 number of steps from each. Reported: bits per byte of held-out German over the continued steps, plus a
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import corpora  # noqa: E402
 
 from zoo.analysis.merges import train_byte_level_bpe  # noqa: E402
-from zoo.models import GPT  # noqa: E402
+from zoo.generators import GPT  # noqa: E402
 from zoo.pretrained import atomic_write_text  # noqa: E402
 from zoo.transfer import transfer_file  # noqa: E402
 
@@ -180,7 +180,7 @@ def main() -> int:
     lines = [
         "# Embedding transfer to a new vocabulary: bits per byte over continued training",
         "",
-        f"A {args.depth}-layer, {args.dim}-wide GPT (`zoo.models.GPT`, tied embeddings, context {args.context})",
+        f"A {args.depth}-layer, {args.dim}-wide GPT (`zoo.generators.GPT`, tied embeddings, context {args.context})",
         f"is trained for {args.pretrain_steps} steps on {args.source} fortunes with byte-level BPE A",
         f"({args.merges} merges, trained on {args.source}). Its token table is then rewritten for BPE B",
         f"({args.merges} merges, trained on {args.target}; {overlap} of {tok_b.get_vocab_size()} tokens shared",

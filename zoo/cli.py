@@ -16,9 +16,9 @@ from pathlib import Path
 
 EXTENSIONS = {
     "train": ("zoo.train.command", "train a tokenizer (or any trainable model) from a YAML recipe"),
-    "eval": ("zoo.evaluate_command", "run an evaluation suite over tokenizers"),
+    "eval": ("zoo.evaluate.command", "run an evaluation suite over tokenizers"),
     "analyze": ("zoo.analysis.command", "analyse tokenizers (e.g. infer a BPE's training-data mixture)"),
-    "transfer": ("zoo.transfer_command", "initialise embeddings for a new vocabulary"),
+    "transfer": ("zoo.transfer.command", "initialise embeddings for a new vocabulary"),
 }
 
 
@@ -60,14 +60,11 @@ def cmd_info(args) -> int:
 # -- encode / decode -------------------------------------------------------------------------------------
 
 
-def _load_tokenizer(name: str):
-    import zoo
+def _load_tokenizer(name: str, trust_remote_code: bool = False):
+    from zoo.loading import load_tokenizer
 
     # A registry entry with shipped weights is used pretrained; a folder loads as saved.
-    if Path(name).is_dir() or name.startswith(("file:", ".", "/")) or "/" in name:
-        return zoo.load(name)
-    entry = zoo.registry.get(name)
-    return zoo.load(name, pretrained=entry.pretrained)
+    return load_tokenizer(name, trust_remote_code=trust_remote_code)
 
 
 def _text_inputs(inputs: list[str]) -> list[str]:
@@ -157,7 +154,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from zoo.demo import run_demo
+    from zoo.evaluate.demo import run_demo
 
     return run_demo(args)
 
@@ -173,7 +170,7 @@ def _module_exists(name: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from zoo import __version__
+    from zoo._version import __version__
 
     parser = argparse.ArgumentParser(prog="zoo", description="Discrete tokenizers for text, images and audio.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")

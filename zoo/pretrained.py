@@ -14,35 +14,25 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
+import hashlib
 import inspect
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.targets import resolve_class
 
 CONFIG_NAME = "config.json"
-
-
-def import_target(target: str) -> Any:
-    """Import ``"package.module:Attribute"``; a bad target names itself in the error."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ZooError(f"target {target!r} is not of the form 'package.module:Attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ZooError(f"target {target!r}: cannot import module {module_name!r} ({err})") from err
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ZooError(f"target {target!r}: module {module_name!r} has no attribute {attr!r}") from None
+# A training run's layout: OUTPUT/final is the exported folder, OUTPUT/checkpoints/stepNNNNNNNN the resumable states.
+FINAL = "final"
+CHECKPOINTS = "checkpoints"
+STEP_PREFIX = "step"
 
 
 def target_of(cls: type) -> str:
@@ -150,7 +140,7 @@ class Pretrained:
     def save_pretrained(self, directory: str | Path, metadata: dict | None = None) -> Path:
         """Write ``config.json`` and the weights file; ``config.json`` is written last, so its presence
         marks a complete folder."""
-        from zoo import __version__
+        from zoo._version import __version__
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -180,11 +170,12 @@ class Pretrained:
         return False
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, **overrides):
+    def from_pretrained(cls, directory: str | Path, trust_remote_code: bool = False, **overrides):
         """Rebuild from a ``save_pretrained`` folder; ``overrides`` replace recorded config values."""
         record = read_config(directory)
-        target_cls = import_target(record["target"])
-        if not (isinstance(target_cls, type) and issubclass(target_cls, cls)):
+        target_cls = resolve_class(record["target"], base=Pretrained, where=f"{directory}/{CONFIG_NAME}",
+                                   trust_remote_code=trust_remote_code)
+        if not issubclass(target_cls, cls):
             raise ZooError(f"{directory}: config.json names {record['target']}, which is not a {cls.__name__}")
         obj = target_cls(**{**record["config"], **overrides})
         weights = Path(directory) / target_cls.weights_name
@@ -274,3 +265,37 @@ class PretrainedModule(nn.Module, Pretrained):
         for tensor in self.buffers():
             return tensor.device
         return torch.device("cpu")
+
+
+def from_folder(directory: str | Path, trust_remote_code: bool = False, **overrides):
+    """Whatever a ``save_pretrained`` folder holds, rebuilt by the class its ``config.json`` names."""
+    record = read_config(directory)
+    cls = resolve_class(record["target"], base=Pretrained, where=f"{directory}/{CONFIG_NAME}",
+                        trust_remote_code=trust_remote_code)
+    return cls.from_pretrained(directory, trust_remote_code=trust_remote_code, **overrides)
+
+
+def is_run_folder_name(name: str) -> bool:
+    """``final`` and ``stepNNN``: names that say nothing without their run's folder."""
+    return name == FINAL or name.startswith(STEP_PREFIX)
+
+
+def weights_sha256(obj, folder: str | Path | None = None) -> str | None:
+    """What an object's tokens depend on, as a hash: the sha256 of a folder's weights file, or for an
+    in-memory network the sha256 of its state (names, dtypes, shapes, bytes); None without weights."""
+    if folder is not None:
+        from zoo.hub import sha256_of
+
+        weights = Path(folder) / type(obj).weights_name
+        return sha256_of(weights) if weights.is_file() else None
+    if not isinstance(obj, nn.Module):
+        return None
+    state = obj.state_dict()
+    if not state:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -36,7 +36,7 @@ def run_record(world_size: int, device) -> dict:
     import platform
     from importlib import metadata
 
-    import zoo
+    from zoo._version import __version__
 
     versions = {"python": platform.python_version()}
     for library in LIBRARIES:
@@ -46,7 +46,7 @@ def run_record(world_size: int, device) -> dict:
             continue
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "zoo_version": zoo.__version__,
+        "zoo_version": __version__,
         "git": git_state(),
         "versions": versions,
         "world_size": world_size,

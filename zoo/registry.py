@@ -3,7 +3,7 @@
 An entry::
 
     vq-f8:
-      target: zoo.image.vq:VQTokenizer       # "package.module:Class", imported only when built
+      target: zoo.image.vq.model:VQTokenizer       # "package.module:Class", imported only when built
       modality: image
       summary: one line for `zoo list`
       paper: https://arxiv.org/abs/...       # optional
@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import ZooError
+from zoo.names import suggest
 from zoo.resources import registry_file
 
 _FIELDS: dict[str, tuple[type, ...]] = {
@@ -184,11 +185,7 @@ class Registry:
         raise ZooError(f"unknown tokenizer {name!r}; {self.suggest(name)}")
 
     def suggest(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-        close += [n for n in sorted(self._entries) if name and name in n and n not in close][: 3 - len(close)]
-        if close:
-            return "did you mean " + ", ".join(repr(n) for n in close) + "?"
-        return "see `zoo list` for the names"
+        return suggest(name, self._entries, fallback="see `zoo list` for the names")
 
     def names(self, pattern: str = "*", modality: str | None = None, pretrained: bool | None = None) -> list[str]:
         if modality is not None and modality not in MODALITIES:

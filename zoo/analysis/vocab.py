@@ -75,20 +75,13 @@ def find_tokenizer_json(spec: str | Path) -> Path | None:
 
 def load_zoo_tokenizer(spec: str | Path):
     """A zoo text tokenizer from a checkpoint folder or a registry name (pretrained when it ships weights)."""
-    import zoo
+    from zoo.loading import load_tokenizer
 
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        tokenizer = zoo.load(path)
-    else:
-        try:
-            entry = zoo.registry.get(str(spec))
-        except ZooError as err:
-            raise ZooError(
-                f"tokenizer {str(spec)!r}: not a tokenizer.json, a .tiktoken file, a checkpoint folder "
-                f"or a registry name ({err})"
-            ) from None
-        tokenizer = zoo.load(str(spec), pretrained=entry.pretrained)
+    try:
+        tokenizer = load_tokenizer(spec)
+    except ZooError as err:
+        raise ZooError(f"tokenizer {str(spec)!r}: not a tokenizer.json, a .tiktoken file, a checkpoint folder "
+                       f"or a registry name ({err})") from None
     if getattr(tokenizer, "modality", None) != "text":
         raise ZooError(f"tokenizer {str(spec)!r} is a {tokenizer.modality} tokenizer; expected a text tokenizer")
     return tokenizer

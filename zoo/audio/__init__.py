@@ -1,1 +1,1 @@
-"""Audio tokenizers: ``[B, T]`` waveforms at ``sample_rate`` -> token sequences."""
+"""Audio tokenizer families, one folder each: ``beats/`` (BEATs' acoustic tokenizers and SSL models)."""

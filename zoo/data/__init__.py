@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError
-from zoo.pretrained import import_target
+from zoo.names import LazyTable
 
 # name -> "module:builder". Builders are imported only when used, so audio code never loads for images.
-DATASETS: dict[str, str] = {
+DATASETS = LazyTable("dataset", {
     "fashion-mnist": "zoo.data.images:fashion_mnist",
     "photos": "zoo.data.images:photos",
     "digits": "zoo.data.images:digits",
@@ -42,7 +42,7 @@ DATASETS: dict[str, str] = {
     "text-mix": "zoo.data.text:text_mix",
     "pycountry-parallel": "zoo.data.text:pycountry_parallel",
     "synthetic-text": "zoo.data.synthetic:synthetic_text",
-}
+})
 
 
 def _parse_value(text: str) -> Any:
@@ -82,13 +82,7 @@ def parse_spec(spec: str | dict) -> tuple[str, dict]:
 def load_dataset(spec: str | dict, **overrides) -> torch.utils.data.Dataset:
     """Build the dataset a spec names; ``overrides`` (e.g. ``split="val"``) win over the spec's options."""
     name, options = parse_spec(spec)
-    if name not in DATASETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, DATASETS, n=3)
-        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"known: {', '.join(sorted(DATASETS))}"
-        raise ZooError(f"unknown dataset {name!r}; {hint}")
-    builder = import_target(DATASETS[name])
+    builder = DATASETS.load(name)
     positional = options.pop("_positional", [])
     options.update(overrides)
     parameters = [p for p in inspect.signature(builder).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]

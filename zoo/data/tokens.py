@@ -34,38 +34,25 @@ _ENCODE_BATCH = 256
 def load_frozen_tokenizer(spec: str | Path | Any):
     """A tokenizer from a checkpoint folder, a registry name (pretrained when the entry ships weights) or an object;
     in eval mode with gradients off, as a generator's tokenizer must stay fixed."""
-    import zoo
+    from zoo.loading import load_tokenizer
 
-    if isinstance(spec, (str, Path)):
-        text = str(spec)
-        path = Path(text).expanduser()
-        if path.is_dir() or "/" in text or text.startswith("."):
-            tokenizer = zoo.load(text)
-        else:
-            tokenizer = zoo.load(text, pretrained=zoo.registry.get(text).pretrained)
-    elif hasattr(spec, "encode") and hasattr(spec, "modality"):
-        tokenizer = spec
-    else:
-        raise ZooError(f"tokenizer {spec!r}: expected a checkpoint folder, a registry name or a tokenizer object")
+    tokenizer = load_tokenizer(spec, frozen=True)
     if tokenizer.modality != "image":
         raise ZooError(f"tokenizer {spec!r}: a token generator needs an image tokenizer, not {tokenizer.modality}")
     if not getattr(tokenizer, "has_decoder", True):
         raise ZooError(f"tokenizer {spec!r}: {type(tokenizer).__name__} has no decoder, so its tokens cannot be "
                        "turned back into images")
-    if isinstance(tokenizer, torch.nn.Module):
-        tokenizer.eval().requires_grad_(False)
     return tokenizer
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of the tokenizer's class, config and weights (its state): what its tokens depend on."""
-    from zoo.evaluate import _weights_sha256
-    from zoo.pretrained import target_of
+    from zoo.pretrained import target_of, weights_sha256
 
     record = {
         "target": target_of(type(tokenizer)),
         "config": getattr(tokenizer, "config", {}),
-        "weights": _weights_sha256(tokenizer),
+        "weights": weights_sha256(tokenizer),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -120,7 +107,7 @@ def image_tokens(tokenizer: str, data: str | dict = "fashion-mnist", split: str 
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save
 
-    from zoo import __version__
+    from zoo._version import __version__
     from zoo.data import load_dataset, parse_spec
     from zoo.pretrained import atomic_write_bytes
 

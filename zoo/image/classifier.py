@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.image.vqgan import ResBlock, group_norm
+from zoo.image.vq.vqgan import ResBlock, group_norm
 from zoo.pretrained import PretrainedModule
 from zoo.tokenizer import check_images
 

@@ -191,23 +191,20 @@ def _method_runner(network: Any, method: str, spec: dict) -> Callable:
 
 
 def _zoo(spec: dict, with_weights: bool = True):
-    import zoo
+    from zoo.loading import load_tokenizer, looks_like_path
 
     path = str(spec["path"])
-    folder = Path(path).expanduser()
-    if folder.is_dir():
-        network = zoo.load(folder)
-    elif "/" in path or path.startswith("."):
+    if looks_like_path(path) and not Path(path).expanduser().is_dir():
         raise ZooError(f"teacher kind 'zoo': {path} is not a checkpoint folder (train the teacher stage first)")
-    else:
-        network = zoo.load(path, pretrained=True)
+    network = load_tokenizer(path, pretrained=True, owner="teacher kind 'zoo'")
     return network, _method_runner(network, spec.get("method") or "features", spec), {}
 
 
 def _module(spec: dict, with_weights: bool = True):
-    from zoo.pretrained import PretrainedModule, import_target
+    from zoo.pretrained import PretrainedModule
+    from zoo.targets import resolve_class
 
-    cls = import_target(spec["target"])
+    cls = resolve_class(spec["target"], base=nn.Module, where="teacher kind 'module'")
     network = cls(**(spec.get("config") or {}))
     if with_weights and spec.get("weights"):
         path = _checked_file(spec["weights"], spec, "weights file")

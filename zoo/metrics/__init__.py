@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
+from zoo.names import LazyTable
 
 __all__ = ["METRICS", "EvalContext", "Metric", "build_metric"]
 
-METRICS: dict[str, str] = {
+METRICS = LazyTable("metric", {
     "psnr": "zoo.metrics.image:PSNR",
     "ssim": "zoo.metrics.image:SSIM",
     "rfid": "zoo.metrics.image:RFID",
@@ -31,19 +32,11 @@ METRICS: dict[str, str] = {
     "token-purity": "zoo.metrics.audio:TokenPurity",
     "linear-probe": "zoo.metrics.probe:LinearProbe",
     "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
-}
+})
 
 
 def build_metric(name: str, **options) -> Metric:
-    from zoo.pretrained import import_target
-
-    if name not in METRICS:
-        import difflib
-
-        close = difflib.get_close_matches(name, METRICS, n=3)
-        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"known: {', '.join(sorted(METRICS))}"
-        raise ZooError(f"unknown metric {name!r}; {hint}")
-    cls = import_target(METRICS[name])
+    cls = METRICS.load(name)
     try:
         return cls(**options)
     except TypeError as err:

@@ -150,13 +150,10 @@ class TimmExtractor(FeatureExtractor):
 
 class ZooModelExtractor(FeatureExtractor):
     def __init__(self, source: str, size: int | None = None):
-        import zoo
         from zoo.data.tokens import tokenizer_fingerprint
+        from zoo.loading import load_tokenizer
 
-        try:
-            model = zoo.load(source)
-        except ZooError as err:
-            raise ZooError(f"feature extractor 'zoo:{source}': {err}") from None
+        model = load_tokenizer(source, owner=f"feature extractor 'zoo:{source}'")
         if not callable(getattr(model, "pooled_features", None)):
             raise ZooError(f"feature extractor 'zoo:{source}': {type(model).__name__} has no pooled_features(images); "
                            f"expected a model such as zoo.image.classifier:ImageClassifier")

@@ -7,7 +7,7 @@ and the same reference images, so the three share one cached reference statistic
 the candidate images.
 
 Definition. For a generator G (anything with ``sample(n, labels=, temperature=, top_k=, top_p=, seed=)``
-returning images ``[n, 3, H, W]`` in ``[0, 1]``, such as ``zoo.models.token_generator.TokenGenerator``)
+returning images ``[n, 3, H, W]`` in ``[0, 1]``, such as ``zoo.generators.token_generator.TokenGenerator``)
 and the suite's held-out images X with labels y:
 
 1. for each batch of X, draw ``samples_per_item`` samples per real image; a class-conditional

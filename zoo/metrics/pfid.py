@@ -20,7 +20,7 @@ Definition. For a tokenizer with ``K`` codes per codebook and a held-out image s
 Reported: ``alpha=0.1``, ``alpha=0.2``, ``alpha=0.3`` and their ``mean`` (the headline pFID).
 Randomness comes from one ``torch.Generator`` seeded with ``seed`` (default 0) when the metric is
 set up, consumed batch after batch in the suite's fixed order, so a run is reproducible. The
-perturbation itself is ``zoo.quantize_perturb.perturb_token_ids``, beside training's latent
+perturbation itself is ``zoo.quantize.perturb.perturb_token_ids``, beside training's latent
 perturbation. The report shows a perturbation strip: the first image, its reconstruction, and its
 decodes at each alpha.
 """
@@ -37,7 +37,7 @@ from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
 from zoo.metrics.fid import FrechetMetric, moments_distance
 from zoo.metrics.image import psnr, reconstruction_pair
-from zoo.quantize_perturb import perturb_token_ids
+from zoo.quantize.perturb import perturb_token_ids
 
 
 def default_delta(vocab_size: int, fraction: float = 0.025) -> int:

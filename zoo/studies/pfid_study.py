@@ -33,7 +33,7 @@ from zoo.errors import ZooError
 
 DEFAULT_RECIPE = "recipes/image/pfid-study.yaml"
 DEFAULT_SUITE = "eval/pfid-study.yaml"
-GENERATOR_TARGET = "zoo.models.token_generator:TokenGenerator"
+GENERATOR_TARGET = "zoo.generators.token_generator:TokenGenerator"
 TITLE = "pFID study: does a tokenizer metric predict the gFID of a generator trained on its tokens?"
 
 
@@ -51,27 +51,26 @@ class Pair:
 
 def _generator_tokenizer(recipe) -> str | None:
     """The ``tokenizer`` a stage's model is built on, when the stage trains a token generator."""
-    from zoo.models.token_generator import TokenGenerator
-    from zoo.pretrained import import_target
+    from zoo.generators.token_generator import TokenGenerator
+    from zoo.targets import resolve_class
 
     spec = recipe.model
     if spec.target is None:
         return None
-    cls = import_target(spec.target)
-    if not (isinstance(cls, type) and issubclass(cls, TokenGenerator)):
+    cls = resolve_class(spec.target, where="recipe model")
+    if not issubclass(cls, TokenGenerator):
         return None
     return str({**spec.config, **spec.overrides}.get("tokenizer", ""))
 
 
 def _builds_tokenizer(recipe) -> bool:
     """Whether a stage trains a tokenizer (registry-named models are tokenizers)."""
-    from zoo.pretrained import import_target
+    from zoo.targets import resolve_class
     from zoo.tokenizer import Tokenizer
 
     if recipe.model.target is None:
         return True
-    cls = import_target(recipe.model.target)
-    return isinstance(cls, type) and issubclass(cls, Tokenizer)
+    return issubclass(resolve_class(recipe.model.target, where="recipe model"), Tokenizer)
 
 
 def _paired(pairs: list[Pair]) -> set[int]:
@@ -218,7 +217,7 @@ def evaluate_pair(label: str, generator_folder: Path, suite, out_dir: Path, prog
                   depends_on=()) -> dict:
     """The suite on one generator, written to ``out_dir`` as ``zoo eval`` writes it; reused when up to date."""
     from zoo.evaluate import evaluate_suite
-    from zoo.report import write_report
+    from zoo.evaluate.report import write_report
 
     key = evaluation_key(generator_folder, suite, depends_on)
     stored = out_dir / "results.json"
@@ -258,9 +257,9 @@ def tokenizer_description(generator_results: dict, label: str) -> dict:
     if Path(source).is_dir():
         config = read_config(source)["config"]
     else:
-        import zoo
+        from zoo import registry
 
-        config = zoo.registry.get(source).config
+        config = registry.get(source).config
     return describe_tokenizer(config, record["vocab_size"])
 
 

@@ -30,7 +30,7 @@ PREDICTORS = ("rfid", "pfid")
 
 def describe_tokenizer(config: dict, vocab_size: int) -> dict:
     """Quantiser kind, codebook size and perturbation settings of a ``VQTokenizer``-style config, for the table."""
-    from zoo.quantize_perturb import PerturbationSchedule
+    from zoo.quantize.perturb import PerturbationSchedule
 
     quantizer = config.get("quantizer") or {}
     schedule = PerturbationSchedule.from_config(config.get("perturbation"))  # defaults filled in
@@ -178,7 +178,7 @@ def _study_html(study: dict, scatter: bytes | None) -> str:
 
 def write_study_report(out_dir: Path, study: dict, merged: dict | None) -> dict[str, Path]:
     """``study.json``, ``results.md`` and ``report.html`` (the study, then the suite's full leaderboard)."""
-    from zoo.report import json_safe, render_page, render_section
+    from zoo.evaluate.report import json_safe, render_page, render_section
 
     out_dir.mkdir(parents=True, exist_ok=True)
     scatter = scatter_png(study["rows"], study["correlations"])

@@ -14,9 +14,9 @@ from pathlib import Path
 from accelerate import PartialState
 
 from zoo.errors import ZooError
-from zoo.pretrained import CONFIG_NAME
+from zoo.pretrained import CONFIG_NAME, FINAL
 from zoo.train.recipe import Plan
-from zoo.train.trainer import FINAL, train_stage
+from zoo.train.trainer import train_stage
 
 # What a run writes into a stage folder; --overwrite removes exactly these, nothing else the folder holds.
 RUN_FILES = (FINAL, "checkpoints", "log.jsonl", "tensorboard", "eval")

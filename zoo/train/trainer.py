@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -35,6 +34,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.errors import ZooError
+from zoo.pretrained import FINAL
+from zoo.provenance import git_state
 from zoo.tokenizer import TokenizerOutput
 from zoo.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
 from zoo.train.data import batches, build_dataset, texts_of
@@ -42,8 +43,6 @@ from zoo.train.distributed import average_gradients, broadcast_from_main, sync_b
 from zoo.train.ema import EMA
 from zoo.train.logs import MetricWindow, RunLog
 from zoo.train.schema import ModelSpec, OptimizerSpec, Recipe, ScheduleSpec, recipe_to_dict
-
-FINAL = "final"
 
 
 def train_stage(recipe: Recipe, out_dir: Path, resume: bool = False, source: str = "") -> Path:
@@ -264,13 +263,14 @@ def make_accelerator(mixed_precision: str) -> Accelerator:
 def build_model(spec: ModelSpec):
     """A registry entry (or ``save_pretrained`` folder) with overrides, or a ``target`` class with its config."""
     if spec.target is not None:
-        from zoo.pretrained import import_target
+        from zoo.pretrained import Pretrained
+        from zoo.targets import resolve_class
 
-        cls = import_target(spec.target)
+        cls = resolve_class(spec.target, base=Pretrained, where="recipe model")
         return cls(**{**spec.config, **spec.overrides})
-    import zoo
+    from zoo.loading import load_tokenizer
 
-    return zoo.load(spec.name, pretrained=spec.pretrained, **spec.overrides)
+    return load_tokenizer(spec.name, pretrained=spec.pretrained, **spec.overrides)
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -434,18 +434,7 @@ def export(model, final: Path, metadata: dict) -> None:
 
 def git_revision() -> str | None:
     """The commit of the zoo checkout that trained the model (``+dirty`` with uncommitted changes)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    state = git_state()
+    if state["hash"] is None:
         return None
-    return f"{head}+dirty" if dirty else head
+    return f"{state['hash']}+dirty" if state["dirty"] else state["hash"]

@@ -1,0 +1,73 @@
+"""The zoo command: listing, info, encode | decode round trips, exit code 2 with one line on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def zoo_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+
+
+def test_version_and_list():
+    assert zoo_cli("--version").stdout.startswith("zoo ")
+    listing = zoo_cli("list")
+    assert listing.returncode == 0 and "byte" in listing.stdout
+    rows = json.loads(zoo_cli("list", "byt*", "--json").stdout)
+    assert [row["name"] for row in rows] == ["byte"]
+    assert zoo_cli("list", "--modality", "image").returncode == 0
+
+
+def test_info():
+    out = zoo_cli("info", "byte", "--json")
+    assert json.loads(out.stdout)["modality"] == "text"
+
+
+def test_encode_pipes_into_decode():
+    text = "héllo 🌍 ١٢٣"
+    encoded = zoo_cli("encode", "byte", text)
+    assert encoded.returncode == 0
+    decoded = zoo_cli("decode", "byte", "-", stdin=encoded.stdout)
+    assert decoded.stdout == text
+
+
+def test_encode_stdin_and_json(tmp_path):
+    encoded = zoo_cli("encode", "byte", "-", "--json", stdin="ab\n")
+    assert json.loads(encoded.stdout) == [97, 98, 10]
+    out = tmp_path / "out.txt"
+    assert zoo_cli("decode", "byte", "[104, 105]", "-o", str(out)).returncode == 0
+    assert out.read_text() == "hi"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("encode", "bytee", "x"), "did you mean 'byte'"),
+        (("decode", "byte", "1 2 x"), "expected integers"),
+        (("decode", "byte", "[1, 2"), "not valid JSON"),
+        (("decode", "byte", "[999]"), r"ints in \[0, 259\)"),
+        (("info", "nope"), "unknown tokenizer 'nope'"),
+        (("encode", "./missing-folder", "x"), "no such checkpoint folder"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message):
+    result = zoo_cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo ")
+    assert __import__("re").search(message, lines[0])
+
+
+def test_no_command_prints_help():
+    result = zoo_cli()
+    assert result.returncode == 2 and "usage" in result.stdout.lower()
