@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from zoo.errors import ZooError
 from zoo.names import suggest
 from zoo.resources import registry_file
+from zoo.yamlfile import read_yaml
 
 _FIELDS: dict[str, tuple[type, ...]] = {
     "target": (str,),
@@ -140,10 +139,7 @@ def read_registry_file(path: str | Path) -> dict[str, Entry]:
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"registry file {path} does not exist")
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ZooError(f"{path}: not valid YAML ({err})") from None
+    document = read_yaml(path)
     if not isinstance(document, dict) or set(document) != {"tokenizers"} or not isinstance(
         document["tokenizers"], dict
     ):

@@ -106,9 +106,16 @@ def test_unknown_key_suggests_the_close_one_in_the_file_that_holds_it(tmp_path):
     ],
 )
 def test_wrong_types_name_key_and_expectation(tmp_path, line, key, expected):
-    path = write(tmp_path, "r.yaml", MINIMAL + line + "\n")
+    base = MINIMAL.replace("data: {train: synthetic-images}\n", "") if line.startswith("data:") else MINIMAL
+    path = write(tmp_path, "r.yaml", base + line + "\n")
     message = error_of(path)
     assert str(path) in message and f"key {key!r} must be {expected}" in message
+
+
+def test_a_repeated_key_is_an_error_naming_both_lines(tmp_path):
+    path = write(tmp_path, "twice.yaml", MINIMAL + "steps: 5\noptimizer: {lr: 0.1}\nsteps: 6\n")
+    message = error_of(path)
+    assert str(path) in message and "key 'steps' repeats the key of line" in message
 
 
 def test_missing_and_inconsistent_fields(tmp_path):

@@ -22,9 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from zoo.errors import ZooError
+from zoo.yamlfile import read_yaml
 
 SUITE_KEYS = ("name", "description", "data", "limit", "batch_size", "seed", "examples", "metrics")
 
@@ -113,10 +112,7 @@ def load_suite(suite: str | Path | dict | Suite) -> Suite:
 
         shipped = sorted(p.stem for p in (data_root() / "eval").glob("*.yaml"))
         raise ZooError(f"suite {text!r}: no such file; shipped suites: {', '.join(shipped) or 'none'}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ZooError(f"{path}: not valid YAML ({err})") from None
+    raw = read_yaml(path)
     parsed = parse_suite(raw, where=str(path))
     parsed.path = str(path.resolve())
     return parsed

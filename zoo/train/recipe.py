@@ -23,6 +23,7 @@ import yaml
 
 from zoo.errors import ZooError
 from zoo.train.schema import Recipe, build
+from zoo.yamlfile import read_yaml
 
 
 @dataclass
@@ -70,10 +71,7 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 
 def _read_yaml(path: Path, where: str) -> dict:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ZooError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    document = read_yaml(path)
     if document is None:
         return {}
     if not isinstance(document, dict):

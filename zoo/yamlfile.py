@@ -1,0 +1,59 @@
+"""Reading the zoo's YAML files (catalogs, recipes, suites) strictly: safe types only, no duplicate keys.
+
+``yaml.safe_load`` builds only plain data (never objects), but it keeps the last of two equal keys, so a
+recipe with ``lr:`` twice silently trains with the second. Here a repeated key is an error naming the
+file, the key and both lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zoo.errors import ZooError
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses a mapping holding the same key twice."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)  # resolves YAML merge keys (<<) first, as SafeLoader does
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: SafeLoader's own error says so below
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise ZooError(f"{loader.name}: line {key_node.start_mark.line + 1}: key {key!r} repeats the key of line "
+                           f"{first}; each key may appear once in a mapping")
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, where: str = "<string>") -> Any:
+    """Parse YAML text into plain data; syntax errors and repeated keys name ``where``."""
+    loader = _StrictLoader(text)
+    loader.name = where
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ZooError(f"{where}: not valid YAML ({' '.join(str(err).split())})") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's plain data (see ``parse_yaml``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ZooError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return parse_yaml(text, str(path))
