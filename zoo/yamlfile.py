@@ -20,9 +20,12 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)  # resolves YAML merge keys (<<) first, as SafeLoader does
+    # Only keys written in this mapping count: one that overrides a merged-in key (``<<: *base``) is the point of
+    # the merge, not a repeat.
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             first = seen.setdefault(key, key_node.start_mark.line + 1)
@@ -31,6 +34,7 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
         if first != key_node.start_mark.line + 1:
             raise ZooError(f"{loader.name}: line {key_node.start_mark.line + 1}: key {key!r} repeats the key of line "
                            f"{first}; each key may appear once in a mapping")
+    loader.flatten_mapping(node)
     return loader.construct_mapping(node, deep=deep)
 
 
