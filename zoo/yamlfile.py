@@ -27,13 +27,15 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
         try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
+            first = seen.get(key)
         except TypeError:  # an unhashable key: SafeLoader's own error says so below
             continue
-        if first != key_node.start_mark.line + 1:
-            raise ZooError(f"{loader.name}: line {key_node.start_mark.line + 1}: key {key!r} repeats the key of line "
-                           f"{first}; each key may appear once in a mapping")
+        if first is not None:
+            raise ZooError(f"{loader.name}: line {line}: key {key!r} repeats the key of line {first}; each key may "
+                           "appear once in a mapping")
+        seen[key] = line
     loader.flatten_mapping(node)
     return loader.construct_mapping(node, deep=deep)
 
