@@ -18,6 +18,7 @@ their own catalog with ``zoo.registry.add(path)``; a name defined twice is an er
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import re
@@ -60,6 +61,7 @@ class Entry:
     recipe: str | None = None
     needs_training: bool = True
     tags: tuple = ()
+    trusted: bool = False  # its catalog was added with trust_remote_code: its target may be outside zoo
 
     @property
     def pretrained(self) -> bool:
@@ -157,9 +159,11 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
 
-    def add(self, path: str | Path) -> list[str]:
+    def add(self, path: str | Path, trust_remote_code: bool = False) -> list[str]:
         """Add every entry of a catalog file; a name already defined is an error naming both files."""
         entries = read_registry_file(path)
+        if trust_remote_code:  # the caller vouches for this catalog's targets (zoo.targets)
+            entries = {name: dataclasses.replace(entry, trusted=True) for name, entry in entries.items()}
         for name, entry in entries.items():
             if name in self._entries:
                 raise ZooError(f"{entry.source}: entry {name!r} is already defined in {self._entries[name].source}")
@@ -209,9 +213,9 @@ def default_registry() -> Registry:
     return _REGISTRY
 
 
-def add(path: str | Path) -> list[str]:
+def add(path: str | Path, trust_remote_code: bool = False) -> list[str]:
     """Add a user catalog file to the default registry; returns the names it defined."""
-    return default_registry().add(path)
+    return default_registry().add(path, trust_remote_code=trust_remote_code)
 
 
 def get(name: str) -> Entry:

@@ -50,10 +50,10 @@ def word_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
 
 def token_spans(tokenizer, ids: list[int], text: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Byte ``[start, end)`` of each token, or None when the tokens do not spell ``text`` byte for byte."""
-    from zoo.text.base import text_to_bytes
-
     pieces = tokenizer.token_bytes(ids)
-    if b"".join(pieces) != text_to_bytes(text):
+    # The contract's byte form of a string: UTF-8 with lone surrogates kept (zoo.text.base.text_to_bytes, which a
+    # metric, a layer below the families, does not import).
+    if b"".join(pieces) != text.encode("utf-8", "surrogatepass"):
         return None
     ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
     return ends - np.asarray([len(p) for p in pieces], dtype=np.int64), ends
