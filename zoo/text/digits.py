@@ -13,7 +13,7 @@ the impact of tokenization on arithmetic in frontier LLMs", https://arxiv.org/ab
 The rest of the pattern is GPT-4's (contractions, letter runs with one leading non-letter,
 punctuation runs, newlines, whitespace) with combining marks kept inside letter runs, so Indic and
 other scripts with vowel signs are not split mid-word. The same string runs in HF ``tokenizers``
-(Oniguruma) and in tiktoken (fancy-regex); ``tests/test_text_digits.py`` checks both agree.
+(Oniguruma) and in tiktoken (fancy-regex); ``tests/text/test_text_digits.py`` checks both agree.
 """
 
 from __future__ import annotations
