@@ -37,12 +37,29 @@ def verify_sha256(path: Path, expected: str | None) -> Path:
     return path
 
 
+def hf_parts(source: str) -> list[str]:
+    """``hf://ORG/REPO/PATH/TO/FILE`` split into checked parts: no empty, '.', '..' or backslashed part, so the
+    cached copy stays inside the cache and the hub path is the one named."""
+    parts = source[len("hf://"):].split("/")
+    if len(parts) < 3 or any(part in ("", ".", "..") or "\\" in part or ":" in part for part in parts):
+        raise ZooError(f"{source}: expected hf://ORG/REPO/PATH/TO/FILE with no empty, '.' or '..' parts")
+    return parts
+
+
 def cached_path(source: str) -> Path:
-    """Where a remote source is kept in the cache."""
+    """Where a remote source is kept in the cache (always inside it)."""
+    root = cache_dir().resolve()
     if source.startswith("hf://"):
-        return cache_dir() / "hf" / source[len("hf://"):]
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return cache_dir() / "url" / digest / Path(source.split("?")[0]).name
+        local = root / "hf" / Path(*hf_parts(source))
+    else:
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        name = Path(source.split("?")[0].split("#")[0]).name
+        if name in ("", ".", ".."):
+            name = "download"
+        local = root / "url" / digest / name
+    if not local.resolve().is_relative_to(root):  # a link planted inside the cache must not lead out of it
+        raise ZooError(f"{source}: its cache path {local} leads outside the cache {root}")
+    return local
 
 
 def _offline() -> bool:
@@ -59,9 +76,7 @@ def _download(source: str, destination: Path) -> None:
                 from huggingface_hub import hf_hub_download
             except ImportError:
                 raise OSError("huggingface_hub is not installed (pip install huggingface_hub)") from None
-            parts = source[len("hf://"):].split("/")
-            if len(parts) < 3:
-                raise ZooError(f"{source}: expected hf://ORG/REPO/PATH/TO/FILE")
+            parts = hf_parts(source)
             fetched = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]))
             with open(fetched, "rb") as src, open(tmp, "wb") as dst:
                 dst.write(src.read())

@@ -39,16 +39,49 @@ def read_image(path: str | Path) -> torch.Tensor:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except UnidentifiedImageError:
         raise ZooError(f"{path}: not an image file PIL can read") from None
+    except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt data inside a recognised format
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ZooError(f"{path}: the image data is damaged or truncated ({err})") from None
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def _output_path(path: str | Path, suffixes: set[str], kind: str) -> Path:
+    """An output file whose folder exists (nothing is created elsewhere) and whose suffix names a known format."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ZooError(f"{path}: cannot write {kind} as {path.suffix or 'a file without a suffix'}; "
+                       f"use one of {', '.join(sorted(suffixes))}")
+    if not path.parent.is_dir():
+        raise ZooError(f"{path}: the folder {path.parent} does not exist (create it first)")
+    if path.is_dir():
+        raise ZooError(f"{path}: is a folder; expected a file name")
+    return path
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(temporary_path)`` then rename: ``path`` is the old file or the whole new one, never half."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_image(path: str | Path, image: torch.Tensor) -> None:
     """Write float ``[3, H, W]`` in ``[0, 1]`` as PNG (or the format the suffix names)."""
     from PIL import Image
 
+    path = _output_path(path, IMAGE_SUFFIXES, "an image")
     array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    _write_atomically(path, lambda tmp: Image.fromarray(array).save(tmp))
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None) -> torch.Tensor:
@@ -68,7 +101,9 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> torch.Tensor
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
+    """Write float ``[T]`` in ``[-1, 1]`` as WAV (or the format the suffix names)."""
     import soundfile
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(path), wave.detach().clamp(-1, 1).cpu().numpy(), sample_rate)
+    path = _output_path(path, AUDIO_SUFFIXES, "audio")
+    samples = wave.detach().clamp(-1, 1).cpu().numpy()
+    _write_atomically(path, lambda tmp: soundfile.write(tmp, samples, sample_rate))

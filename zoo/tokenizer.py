@@ -116,33 +116,68 @@ class NeuralTokenizer(PretrainedModule, Tokenizer):
 # -- input checks shared by the families: one clear error at the boundary ----------------------------
 
 
+def _first_bad_value(x: torch.Tensor) -> str:
+    """``"2 NaN/Inf values, the first at [0, 1, 5, 7]"`` for a tensor that holds some."""
+    bad = ~torch.isfinite(x)
+    first = [int(i) for i in bad.nonzero()[0].tolist()]
+    return f"{int(bad.sum())} NaN/Inf value(s), the first at {first}"
+
+
+def _as_float32(x: torch.Tensor, name: str, expected: str, integer_hint: str) -> torch.Tensor:
+    """Floats of any precision as float32 (what every family computes in); integers and bools refused."""
+    if x.dtype == torch.bool or not (x.is_floating_point() or x.is_complex()):
+        raise ZooError(f"{name}: expected a float tensor {expected}, got dtype {x.dtype}{integer_hint}")
+    if x.is_complex():
+        raise ZooError(f"{name}: expected a real float tensor {expected}, got dtype {x.dtype}")
+    return x if x.dtype == torch.float32 else x.float()
+
+
 def check_images(x: Any, name: str = "images") -> torch.Tensor:
-    """Validate ``[B, 3, H, W]`` floats in ``[0, 1]``."""
+    """Validate ``[B, 3, H, W]`` finite floats in ``[0, 1]``; float16 / bfloat16 / float64 come back as float32."""
     if not isinstance(x, torch.Tensor):
         raise ZooError(f"{name}: expected a float tensor [B, 3, H, W] in [0, 1], got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
         raise ZooError(f"{name}: expected shape [B, 3, H, W], got {list(x.shape)}")
-    if not x.is_floating_point():
-        raise ZooError(f"{name}: expected a float tensor in [0, 1], got dtype {x.dtype}")
-    if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
-        raise ZooError(f"{name}: values must lie in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
+    hint = " (8-bit images: divide by 255)" if x.dtype == torch.uint8 else ""
+    x = _as_float32(x, name, "in [0, 1]", hint)
+    if x.numel():
+        if not torch.isfinite(x).all():
+            raise ZooError(f"{name}: expected finite values in [0, 1], got {_first_bad_value(x)}")
+        low, high = x.min().item(), x.max().item()
+        if low < -1e-3 or high > 1 + 1e-3:
+            hint = " (8-bit values: divide by 255)" if high > 2 else " ([-1, 1] images: (x + 1) / 2)" if low < 0 else ""
+            raise ZooError(f"{name}: values must lie in [0, 1], got [{low:.3g}, {high:.3g}]{hint}")
     return x
 
 
 def check_audio(x: Any, lengths: Any = None, name: str = "audio") -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate ``[B, T]`` floats (mono) and return them with per-item lengths ``[B]``."""
+    """Validate ``[B, T]`` finite floats in ``[-1, 1]`` (mono) and return them (float32) with lengths ``[B]``."""
     if not isinstance(x, torch.Tensor):
         raise ZooError(f"{name}: expected a float tensor [B, T], got {type(x).__name__}")
     if x.ndim != 2:
         raise ZooError(f"{name}: expected shape [B, T] (mono, batched), got {list(x.shape)}")
-    if not x.is_floating_point():
-        raise ZooError(f"{name}: expected a float tensor in [-1, 1], got dtype {x.dtype}")
+    hint = " (16-bit PCM: divide by 32768)" if x.dtype == torch.int16 else ""
+    x = _as_float32(x, name, "in [-1, 1]", hint)
+    if x.numel():
+        if not torch.isfinite(x).all():
+            raise ZooError(f"{name}: expected finite samples in [-1, 1], got {_first_bad_value(x)}")
+        peak = x.abs().max().item()
+        if peak > 1 + 1e-3:
+            hint = " (it looks like 16-bit PCM scale: divide by 32768)" if peak > 2 else ""
+            raise ZooError(f"{name}: samples must lie in [-1, 1], got a peak of {peak:.4g}{hint}")
     if lengths is None:
         lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
     lengths = torch.as_tensor(lengths, dtype=torch.long)
     if lengths.shape != (x.shape[0],) or (lengths < 0).any() or (lengths > x.shape[1]).any():
         raise ZooError(f"{name}: lengths must be [B] integers in [0, {x.shape[1]}], got {lengths.tolist()}")
     return x, lengths
+
+
+def check_sample_rate(sample_rate: Any, expected: int, name: str = "audio") -> None:
+    """Refuse audio recorded at another rate than the tokenizer's (resample it first: ``zoo.io.read_audio``)."""
+    if sample_rate is not None and int(sample_rate) != int(expected):
+        raise ZooError(f"{name}: recorded at {sample_rate} Hz, the tokenizer takes {expected} Hz; resample first "
+                       f"(zoo.io.read_audio(path, sample_rate={expected}) does)")
 
 
 def check_ids(ids: Any, vocab_size: int, name: str = "ids") -> torch.Tensor:

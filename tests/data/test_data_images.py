@@ -68,6 +68,7 @@ def test_digits():
 
 def test_image_folder(tmp_path):
     for cls, count in (("cats", 3), ("dogs", 2)):
+        (tmp_path / cls).mkdir()
         for i in range(count):
             write_image(tmp_path / cls / f"{i}.png", torch.rand(3, 20, 30))
     write_image(tmp_path / "cats" / "big.png", torch.rand(3, 40, 40))

@@ -222,7 +222,7 @@ def test_checkpoints_rotate_and_a_run_is_not_overwritten_by_accident(tmp_path):
         "model.safetensors",
         "optimizer.bin",
         "random_states_0.pkl",
-        "custom_checkpoint_0.pkl",
+        "ema.safetensors",
         "trainer_state.json",
     } <= contents
     assert json.loads((folder / "step-00000008" / "trainer_state.json").read_text())["step"] == 8

@@ -242,6 +242,12 @@ class Quantizer(nn.Module):
         """Quantise code-space features ``z [B, D, h, w]``."""
         if z.ndim != 4 or z.shape[1] != self.code_dim:
             raise ZooError(f"quantizer input: expected [B, {self.code_dim}, h, w], got {list(z.shape)}")
+        if z.shape[0] == 0:
+            # The library's reshapes fail on an empty batch: quantise one blank item and keep none of it.
+            if self.training:
+                raise ZooError("quantizer input: an empty batch cannot train the codebook")
+            one = self.forward(z.new_zeros(1, *z.shape[1:]))
+            return QuantizerOutput(one.quantized[:0], one.indices[:0], one.latent[:0], one.queries[:0], {})
         with self._no_kmeans_outside_training():
             return getattr(self, f"_forward_{self.kind}")(z)
 

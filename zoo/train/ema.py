@@ -46,7 +46,7 @@ class EMA:
             for name, value in saved.items():
                 params[name].copy_(value)
 
-    # accelerate's register_for_checkpointing saves and restores these
+    # the trainer's checkpoints save these as ema.safetensors (zoo.train.checkpoint), never as a pickle
     def state_dict(self) -> dict:
         return {name: value.cpu() for name, value in self.shadow.items()}
 

@@ -37,7 +37,7 @@ from zoo.errors import ZooError
 from zoo.pretrained import FINAL
 from zoo.provenance import git_state
 from zoo.tokenizer import TokenizerOutput
-from zoo.train.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
+from zoo.train.checkpoint import load_checkpoint, newest_usable_checkpoint, remove_partial, save_checkpoint
 from zoo.train.data import batches, build_dataset, texts_of
 from zoo.train.distributed import average_gradients, broadcast_from_main, sync_buffers, weight_stats
 from zoo.train.ema import EMA
@@ -93,8 +93,6 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     if disc_params:
         disc_optimizer = accelerator.prepare_optimizer(make_optimizer(disc_params, recipe.discriminator.optimizer))
     ema = EMA(model, recipe.ema.decay, recipe.ema.start_step) if recipe.ema else None
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
     suite_runner = _suite_runner(recipe)  # fail now, not after hours of training, if evaluation is unavailable
 
     # -- where to start: a fresh run, or the latest complete checkpoint -------------------------------------
@@ -104,9 +102,17 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     if main:
         remove_partial(checkpoint_root)
     start_step, samples_seen, changed = 0, 0, []
-    latest = latest_checkpoint(checkpoint_root) if resume else None
+    latest = None
+    if resume:
+        latest, skipped = newest_usable_checkpoint(checkpoint_root, world, ema is not None)
+        for reason in skipped:
+            accelerator.print(f"zoo train: warning: skipping a damaged checkpoint: {reason}")
+        if skipped:
+            log.write({"event": "skipped_checkpoints", "reasons": skipped, "resuming_from": str(latest)})
+            if latest is None:
+                accelerator.print("zoo train: warning: no checkpoint could be read; starting from step 0")
     if latest is not None:
-        state = load_checkpoint(accelerator, latest)  # weights, optimisers, EMA and every process's RNG
+        state = load_checkpoint(accelerator, latest, ema)  # weights, optimisers, EMA and every process's RNG
         start_step, samples_seen = state["step"], state.get("samples", 0)
         changed = changed_settings(state.get("recipe", {}), metadata["recipe"])
         if changed:
@@ -219,6 +225,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
                 done,
                 recipe.checkpoint.keep,
                 {"samples": samples_seen, "recipe": metadata["recipe"]},
+                ema.state_dict() if ema is not None else None,
             )
     progress.close()
 

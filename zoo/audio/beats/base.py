@@ -22,7 +22,7 @@ import torch
 from zoo.audio.beats.frontend import HOP, SAMPLE_RATE, FbankFrontEnd, num_patches, pad_ids, padding_mask
 from zoo.audio.beats.transformer import PatchEmbedding, PatchPositions, TransformerEncoder
 from zoo.errors import ZooError
-from zoo.tokenizer import AudioTokens, NeuralTokenizer, TokenizerOutput, check_audio
+from zoo.tokenizer import AudioTokens, NeuralTokenizer, TokenizerOutput, check_audio, check_sample_rate
 
 
 def load_frozen(reference: str, owner: str):
@@ -103,8 +103,11 @@ class BEATsModel(NeuralTokenizer):
         return pad_ids(ids, patch_lengths), patch_lengths
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> AudioTokens:
-        """``[B, T]`` 16 kHz audio -> ``AudioTokens(ids [B, N] with -1 past each end, lengths [B])``."""
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+               sample_rate: int | None = None) -> AudioTokens:
+        """``[B, T]`` 16 kHz audio -> ``AudioTokens(ids [B, N] with -1 past each end, lengths [B])``; a
+        ``sample_rate`` other than the model's is refused (resample first)."""
+        check_sample_rate(sample_rate, self.sample_rate)
         was_training = self.training
         self.eval()
         try:

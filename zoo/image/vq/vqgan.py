@@ -28,12 +28,25 @@ def checked_channel_mult(channel_mult) -> tuple[list[int], int]:
     return channel_mult, 2 ** (len(channel_mult) - 1)
 
 
-def checked_image_grid(x: torch.Tensor, downsample: int) -> torch.Tensor:
-    """Images ``[B, 3, H, W]`` in ``[0, 1]`` whose sides the encoder's downsampling factor divides."""
+# The most token positions one image may give. The bottleneck's self-attention costs time quadratic in them
+# and the activations memory linear in the pixels: 128x128 tokens (a 1024x1024 image at f8) took 16 s and
+# 3.1 GB in vq-f8's encode on this project's 2-core CPU; a 2048x2048 image was killed for memory.
+MAX_TOKENS = 128 * 128
+
+
+def checked_image_grid(x: torch.Tensor, downsample: int, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
+    """Images ``[B, 3, H, W]`` in ``[0, 1]`` (float32) whose sides the encoder's downsampling factor divides and
+    whose token grid is at most ``max_tokens`` positions (checked before any compute)."""
     x = check_images(x)
     if x.shape[-2] % downsample or x.shape[-1] % downsample:
         raise ZooError(f"images: height and width must be multiples of {downsample} (the downsampling "
                        f"factor), got {x.shape[-2]}x{x.shape[-1]}")
+    grid = (x.shape[-2] // downsample, x.shape[-1] // downsample)
+    if grid[0] * grid[1] > max_tokens:
+        side = math.isqrt(max_tokens) * downsample
+        raise ZooError(f"images: {x.shape[-2]}x{x.shape[-1]} gives a {grid[0]}x{grid[1]} token grid, above the "
+                       f"{max_tokens} positions this tokenizer serves (about {side}x{side} pixels); resize or tile "
+                       "the image")
     return x
 
 
@@ -70,8 +83,10 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three c) h w -> three b 1 (h w) c", three=3)
-        attended = F.scaled_dot_product_attention(q, k, v)  # [B, 1, h*w, C]
+        # Contiguous [B, 1, N, C]: with a strided last axis CPU attention falls back to the math kernel, which
+        # materialises the [N, N] weights twice (2.3 GiB at N = 128 * 128); contiguous, it runs the flash kernel.
+        qkv = rearrange(self.qkv(self.norm(x)), "b (three c) h w -> three b 1 (h w) c", three=3).contiguous()
+        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B, 1, h*w, C]
         return x + self.proj(rearrange(attended, "b 1 (h w) c -> b c h w", h=height, w=width))
 
 
