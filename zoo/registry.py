@@ -11,6 +11,24 @@ An entry::
       weights: {path: weights/vq-f8.safetensors, sha256: ...}   # or hf://..., https://...
       recipe: recipes/image/vq-f8.yaml       # how the weights were trained
       needs_training: false                  # optional: fully defined by its config (bytes, a seeded projection)
+      inputs: {size: 64, multiple_of: 8, min_size: 8, range: [0, 1], channels: 3}   # optional, what encode takes
+      card: {parameters: 874427, data: ..., steps: 1200, license: MIT,               # optional, where it came from
+             metrics: {psnr: 19.67}, metrics_source: eval/results/image-recon.md}
+
+``inputs`` (timm's ``pretrained_cfg``, the part saying how inputs are prepared), by modality:
+
+- image: ``size`` (required) the side the entry was trained and measured at; without ``multiple_of`` the
+  only side it takes. ``multiple_of``: any height and width that are multiples of it are taken too, within
+  ``min_size`` / ``max_size`` when given. ``range`` ``[low, high]`` of the values, ``channels``.
+- audio: ``sample_rate`` (required, Hz), ``channels``, ``range``, ``min_samples``: the shortest clip
+  that yields a token (shorter ones give none).
+- text: ``type: str``, the only input text tokenizers take.
+
+``card``: ``parameters`` (what ``sum(p.numel() for p in model.parameters())`` counts; EMA codebooks are
+buffers and not counted), ``data`` and ``steps`` it was trained on / for, ``license``, and ``metrics``: headline
+numbers measured here, copied from the file ``metrics_source`` names (required with ``metrics``).
+Entries share a family's description through a YAML anchor (``inputs: *photos64``); the registry never
+imports a family to describe it.
 
 Unknown keys, missing fields and wrong types are errors naming the entry and the key. Users add
 their own catalog with ``zoo.registry.add(path)``; a name defined twice is an error.
@@ -41,9 +59,26 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "recipe": (str,),
     "needs_training": (bool,),
     "tags": (list,),
+    "inputs": (dict,),
+    "card": (dict,),
 }
 _REQUIRED = ("target", "modality", "summary")
-_WEIGHT_FIELDS = {"path": str, "sha256": str}
+_WEIGHT_FIELDS: dict[str, tuple[type, ...]] = {"path": (str,), "sha256": (str,)}
+_INPUT_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "text": {"type": (str,)},
+    "image": {"size": (int,), "multiple_of": (int,), "min_size": (int,), "max_size": (int,), "range": (list,),
+              "channels": (int,)},
+    "audio": {"sample_rate": (int,), "channels": (int,), "range": (list,), "min_samples": (int,)},
+}
+_INPUT_REQUIRED = {"text": ("type",), "image": ("size",), "audio": ("sample_rate",)}
+_CARD_FIELDS: dict[str, tuple[type, ...]] = {
+    "parameters": (int,),
+    "data": (str,),
+    "steps": (int,),
+    "license": (str,),
+    "metrics": (dict,),
+    "metrics_source": (str,),
+}
 MODALITIES = ("text", "image", "audio")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -61,6 +96,8 @@ class Entry:
     recipe: str | None = None
     needs_training: bool = True
     tags: tuple = ()
+    inputs: dict | None = None
+    card: dict | None = None
     trusted: bool = False  # its catalog was added with trust_remote_code: its target may be outside zoo
 
     @property
@@ -75,15 +112,40 @@ class Entry:
             "modality": self.modality,
             "summary": self.summary,
             "paper": self.paper,
+            "inputs": self.inputs,
             "config": self.config,
             "weights": self.weights,
             "recipe": self.recipe,
+            "card": self.card,
             "needs_training": self.needs_training,
             "pretrained": self.pretrained,
             "tags": list(self.tags),
             "source": self.source,
         }
         return record
+
+    def describe_inputs(self) -> str | None:
+        """``inputs`` in one line with its shape legend, e.g. ``images [B, 3, H, W] in [0, 1]: 64x64 native, ...``."""
+        spec = self.inputs
+        if spec is None:
+            return None
+        if self.modality == "text":
+            return spec["type"]
+        values = f" in [{spec['range'][0]}, {spec['range'][1]}]" if "range" in spec else ""
+        if self.modality == "audio":
+            channels = "mono" if spec.get("channels") == 1 else f"{spec['channels']} channels" if "channels" in spec else ""
+            text = f"audio [B, T]{values}, {channels + ' ' if channels else ''}{spec['sample_rate']} Hz"
+            if "min_samples" in spec:
+                text += f", at least {spec['min_samples']} samples for one token"
+            return text
+        size, channels = spec["size"], spec.get("channels", "C")
+        if "multiple_of" not in spec:
+            return f"images [B, {channels}, {size}, {size}]{values} ({size}x{size} only)"
+        bounds = [f"at least {spec['min_size']}" if "min_size" in spec else "",
+                  f"at most {spec['max_size']}" if "max_size" in spec else ""]
+        bounds_text = f" ({', '.join(b for b in bounds if b)})" if any(bounds) else ""
+        return (f"images [B, {channels}, H, W]{values}: {size}x{size} native, H and W multiples of "
+                f"{spec['multiple_of']}{bounds_text}")
 
 
 def _type_names(kinds: tuple[type, ...]) -> str:
@@ -97,15 +159,7 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
         raise ZooError(f"{where}: names must be lowercase letters, digits, '.', '_' or '-'")
     if not isinstance(raw, dict):
         raise ZooError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
-    for key, value in raw.items():
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(str(key), _FIELDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(_FIELDS)})"
-            raise ZooError(f"{where}: unknown key {key!r}{hint}")
-        if value is not None and not isinstance(value, _FIELDS[key]):
-            raise ZooError(
-                f"{where}: key {key!r} must be a {_type_names(_FIELDS[key])}, got {type(value).__name__} {value!r}"
-            )
+    _check_keys(where, raw, _FIELDS)
     for key in _REQUIRED:
         if raw.get(key) in (None, ""):
             raise ZooError(f"{where}: missing required key {key!r}")
@@ -115,13 +169,13 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
         raise ZooError(f"{where}: key 'target' must look like 'package.module:Class', got {raw['target']!r}")
     weights = raw.get("weights")
     if weights is not None:
-        for key, value in weights.items():
-            if key not in _WEIGHT_FIELDS:
-                raise ZooError(f"{where}: unknown key 'weights.{key}' (expected path and sha256)")
-            if not isinstance(value, _WEIGHT_FIELDS[key]):
-                raise ZooError(f"{where}: key 'weights.{key}' must be a string")
+        _check_keys(where, weights, _WEIGHT_FIELDS, "weights.")
         if "path" not in weights:
             raise ZooError(f"{where}: missing required key 'weights.path'")
+    if raw.get("inputs") is not None:
+        _check_inputs(where, raw["modality"], raw["inputs"])
+    if raw.get("card") is not None:
+        _check_card(where, raw["card"])
     return Entry(
         name=name,
         target=raw["target"],
@@ -134,7 +188,79 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
         recipe=raw.get("recipe"),
         needs_training=raw.get("needs_training") is not False,
         tags=tuple(raw.get("tags") or ()),
+        inputs=dict(raw["inputs"]) if raw.get("inputs") is not None else None,
+        card=dict(raw["card"]) if raw.get("card") is not None else None,
     )
+
+
+def _check_keys(where: str, raw: dict, fields: dict[str, tuple[type, ...]], prefix: str = "") -> None:
+    """Unknown keys (with the closest known one) and wrong types are errors naming the entry and the key.
+
+    Top-level keys may be empty (``paper:``); nested ones (``prefix`` set) must hold a value.
+    """
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"did you mean {prefix + close[0]!r}?" if close else f"known keys: {', '.join(fields)}"
+            raise ZooError(f"{where}: unknown key {prefix + str(key)!r} ({hint})")
+        kinds = fields[key]
+        if value is None and not prefix:
+            continue
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ZooError(f"{where}: key {prefix + key!r} must be a {_type_names(kinds)}, "
+                           f"got {type(value).__name__} {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_inputs(where: str, modality: str, inputs: dict) -> None:
+    """``inputs`` takes its modality's keys only; sizes are positive and consistent, ``range`` is [low, high]."""
+    fields = _INPUT_FIELDS[modality]
+    for key in inputs:
+        if key not in fields:
+            raise ZooError(f"{where}: unknown key 'inputs.{key}' for a {modality} entry "
+                           f"({modality} inputs take {', '.join(fields)})")
+    _check_keys(where, inputs, fields, "inputs.")
+    for key in _INPUT_REQUIRED[modality]:
+        if key not in inputs:
+            raise ZooError(f"{where}: missing required key 'inputs.{key}' for a {modality} entry")
+    for key, kinds in fields.items():
+        if kinds == (int,) and key in inputs and inputs[key] < 1:
+            raise ZooError(f"{where}: key 'inputs.{key}' must be a positive integer, got {inputs[key]}")
+    if "type" in inputs and inputs["type"] != "str":
+        raise ZooError(f"{where}: key 'inputs.type' must be 'str' (text tokenizers take Python strings), "
+                       f"got {inputs['type']!r}")
+    span = inputs.get("range")
+    if span is not None and not (len(span) == 2 and all(map(_is_number, span)) and span[0] < span[1]):
+        raise ZooError(f"{where}: key 'inputs.range' must be [low, high] with low < high, got {span!r}")
+    size, step = inputs.get("size"), inputs.get("multiple_of")
+    if step is None and ("min_size" in inputs or "max_size" in inputs):
+        raise ZooError(f"{where}: keys 'inputs.min_size' / 'inputs.max_size' need 'inputs.multiple_of' "
+                       f"(without it, size {size} is the only side taken)")
+    if step is not None and size % step:
+        raise ZooError(f"{where}: key 'inputs.size' ({size}) must be a multiple of 'inputs.multiple_of' ({step})")
+    if not inputs.get("min_size", 0) <= (size or 0) <= inputs.get("max_size", size or 0):
+        raise ZooError(f"{where}: key 'inputs.size' ({size}) must lie within 'inputs.min_size' "
+                       f"({inputs.get('min_size')}) and 'inputs.max_size' ({inputs.get('max_size')})")
+
+
+def _check_card(where: str, card: dict) -> None:
+    """Counts are integers >= 0; ``metrics`` maps names to numbers and says where they were measured."""
+    _check_keys(where, card, _CARD_FIELDS, "card.")
+    for key in ("parameters", "steps"):
+        if card.get(key, 0) < 0:
+            raise ZooError(f"{where}: key 'card.{key}' must be an integer >= 0, got {card[key]}")
+    metrics = card.get("metrics")
+    if metrics is None:
+        return
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not _is_number(value):
+            raise ZooError(f"{where}: key 'card.metrics' must map metric names to numbers, got {name!r}: {value!r}")
+    if "metrics_source" not in card:
+        raise ZooError(f"{where}: key 'card.metrics' needs 'card.metrics_source', the file in the repository the "
+                       f"numbers come from (eval/results/*.md, docs/*.md)")
 
 
 def read_registry_file(path: str | Path) -> dict[str, Entry]:
