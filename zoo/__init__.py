@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 
-def load(name_or_dir: str | Path, pretrained: bool = False, trust_remote_code: bool = False, **overrides):
+def load(name_or_dir: str | Path, pretrained: bool = False, trust_remote_code: bool = False, verify: bool = True,
+         **overrides):
     """Build a tokenizer by registry name, or load a ``save_pretrained`` folder.
 
     Registry entries may also name a recipe's other products (SSL models, generators); they load
@@ -52,11 +53,13 @@ def load(name_or_dir: str | Path, pretrained: bool = False, trust_remote_code: b
             starts from its seeded initialisation.
         trust_remote_code: let a folder's ``config.json`` (or a user catalog) name classes outside the
             zoo package; off by default, as those files are data (see ``zoo.targets``).
+        verify: check a folder's files against the sha256 its ``config.json`` records.
         overrides: constructor arguments replacing the entry's config.
     """
     from zoo.loading import resolve
 
-    return resolve(name_or_dir, pretrained=pretrained, trust_remote_code=trust_remote_code, **overrides).tokenizer
+    return resolve(name_or_dir, pretrained=pretrained, trust_remote_code=trust_remote_code, verify=verify,
+                   **overrides).tokenizer
 
 
 def list_tokenizers(pattern: str = "*", modality: str | None = None, pretrained: bool | None = None) -> list[str]:

@@ -45,7 +45,8 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or text.startswith((".", "~")) or "\\" in text
 
 
-def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool = False, **overrides) -> Resolved:
+def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool = False, verify: bool = True,
+            **overrides) -> Resolved:
     """Build the tokenizer ``spec`` names (see the module docstring); ``overrides`` replace config values."""
     from zoo import registry
     from zoo.pretrained import from_folder
@@ -66,7 +67,7 @@ def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool =
         return Resolved(_load_external(resolve_weights(text), **overrides), text)
     path = Path(text).expanduser()
     if path.is_dir():
-        tokenizer = from_folder(path, trust_remote_code=trust_remote_code, **overrides)
+        tokenizer = from_folder(path, trust_remote_code=trust_remote_code, verify=verify, **overrides)
         return Resolved(_ready(tokenizer), text, folder=path)
     if looks_like_path(text) or isinstance(spec, Path):
         raise ZooError(f"{text}: no such checkpoint folder (expected a folder holding config.json, or a registry name)")
@@ -86,12 +87,13 @@ def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool =
 
 def build_entry(entry, trust_remote_code: bool = False, **overrides):
     """A registry entry's object from its config (no weights)."""
-    from zoo.pretrained import Pretrained
+    from zoo.pretrained import Pretrained, build_checked
     from zoo.targets import resolve_class
 
-    cls = resolve_class(entry.target, base=Pretrained, where=f"{entry.source}: entry {entry.name!r}",
+    where = f"{entry.source}: entry {entry.name!r}"
+    cls = resolve_class(entry.target, base=Pretrained, where=where,
                         trust_remote_code=trust_remote_code or getattr(entry, "trusted", False))
-    return cls(**{**entry.config, **overrides})
+    return build_checked(cls, {**entry.config, **overrides}, where)
 
 
 def load_tokenizer(spec: Any, pretrained: bool | None = None, *, frozen: bool = False, modality: str | None = None,

@@ -156,12 +156,17 @@ class Pretrained:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+        from zoo.hub import sha256_of
+
+        weights = directory / self.weights_name
         record = {
             "target": target_of(type(self)),
             "modality": self.modality,
             "config": config,
             "zoo_version": __version__,
             "metadata": metadata or {},
+            # what zoo.load verifies: a changed byte in a downloaded folder is refused, not used
+            "files": {self.weights_name: sha256_of(weights)} if weights.is_file() else {},
         }
         atomic_write_text(directory / CONFIG_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
         return directory
@@ -170,14 +175,20 @@ class Pretrained:
         return False
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, trust_remote_code: bool = False, **overrides):
-        """Rebuild from a ``save_pretrained`` folder; ``overrides`` replace recorded config values."""
+    def from_pretrained(cls, directory: str | Path, trust_remote_code: bool = False, verify: bool = True,
+                        **overrides):
+        """Rebuild from a ``save_pretrained`` folder; ``overrides`` replace recorded config values.
+
+        ``verify``: check every file against the sha256 that ``config.json`` records (folders written before
+        zoo recorded them have none to check)."""
         record = read_config(directory)
-        target_cls = resolve_class(record["target"], base=Pretrained, where=f"{directory}/{CONFIG_NAME}",
-                                   trust_remote_code=trust_remote_code)
+        where = f"{directory}/{CONFIG_NAME}"
+        target_cls = resolve_class(record["target"], base=Pretrained, where=where, trust_remote_code=trust_remote_code)
         if not issubclass(target_cls, cls):
             raise ZooError(f"{directory}: config.json names {record['target']}, which is not a {cls.__name__}")
-        obj = target_cls(**{**record["config"], **overrides})
+        if verify:
+            verify_files(directory, record)
+        obj = build_checked(target_cls, {**record["config"], **overrides}, where)
         weights = Path(directory) / target_cls.weights_name
         if weights.is_file():
             obj.load_weights(weights)
@@ -243,6 +254,7 @@ class PretrainedModule(nn.Module, Pretrained):
         from safetensors import SafetensorError
         from safetensors.torch import load_model
 
+        check_tensors(self, path)
         try:
             missing, unexpected = load_model(self, str(path), strict=False, device="cpu")
         except SafetensorError as err:
@@ -267,12 +279,65 @@ class PretrainedModule(nn.Module, Pretrained):
         return torch.device("cpu")
 
 
-def from_folder(directory: str | Path, trust_remote_code: bool = False, **overrides):
+def from_folder(directory: str | Path, trust_remote_code: bool = False, verify: bool = True, **overrides):
     """Whatever a ``save_pretrained`` folder holds, rebuilt by the class its ``config.json`` names."""
     record = read_config(directory)
     cls = resolve_class(record["target"], base=Pretrained, where=f"{directory}/{CONFIG_NAME}",
                         trust_remote_code=trust_remote_code)
-    return cls.from_pretrained(directory, trust_remote_code=trust_remote_code, **overrides)
+    return cls.from_pretrained(directory, trust_remote_code=trust_remote_code, verify=verify, **overrides)
+
+
+def verify_files(directory: str | Path, record: dict) -> None:
+    """Every file ``config.json`` lists under ``files`` has the recorded sha256."""
+    from zoo.hub import sha256_of
+
+    files = record.get("files") or {}
+    if not isinstance(files, dict):
+        raise ZooError(f"{directory}/{CONFIG_NAME}: key 'files' must map file names to sha256 strings")
+    for name, expected in files.items():
+        path = Path(directory) / str(name)
+        if Path(str(name)).name != str(name) or not isinstance(expected, str):
+            raise ZooError(f"{directory}/{CONFIG_NAME}: 'files' entry {name!r} must be a file name with a sha256")
+        if not path.is_file():
+            raise ZooError(f"{directory}: missing {name} next to config.json (which records its sha256)")
+        actual = sha256_of(path)
+        if actual != expected.lower():
+            raise ZooError(f"{path}: sha256 is {actual}, config.json records {expected}; the file changed after it "
+                           "was saved (load with verify=False to use it anyway)")
+
+
+def build_checked(cls: type, config: dict, where: str):
+    """``cls(**config)``, with a config key the constructor does not take named in one error."""
+    signature = inspect.signature(cls.__init__)
+    parameters = list(signature.parameters.values())[1:]
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        known = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ZooError(f"{where}: {cls.__name__} takes no argument(s) {unknown}; it takes {sorted(known)}")
+    try:
+        return cls(**config)
+    except TypeError as err:
+        raise ZooError(f"{where}: {cls.__name__}({', '.join(sorted(config))}): {err}") from None
+
+
+def check_tensors(module: nn.Module, path: Path) -> None:
+    """Refuse a weights file whose tensors have other dtypes than the module's, or hold NaN / Inf values."""
+    from safetensors import SafetensorError, safe_open
+
+    expected = {name: tensor.dtype for name, tensor in module.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                tensor = handle.get_tensor(name)
+                if name in expected and tensor.dtype != expected[name]:
+                    raise ZooError(f"{path}: tensor {name!r} is {tensor.dtype}, {type(module).__name__} holds "
+                                   f"{expected[name]}; convert the file (zoo never casts weights silently)")
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise ZooError(f"{path}: tensor {name!r} holds {int((~torch.isfinite(tensor)).sum())} NaN/Inf "
+                                   "value(s); refusing weights that cannot compute")
+    except SafetensorError as err:
+        raise ZooError(f"{path}: not a valid safetensors file ({err})") from None
 
 
 def is_run_folder_name(name: str) -> bool:

@@ -119,3 +119,44 @@ def test_input_checks_name_the_problem():
         check_audio(torch.zeros(2, 10), lengths=[10, 11])
     with pytest.raises(ZooError, match=r"ids must lie in \[0, 8\)"):
         check_ids(torch.tensor([1, 8]), 8)
+
+
+def test_saved_folders_record_and_verify_a_sha256_per_file(tmp_path):
+    folder = TinyNet().save_pretrained(tmp_path / "net")
+    record = json.loads((folder / "config.json").read_text())
+    from zoo.hub import sha256_of
+
+    assert record["files"] == {"model.safetensors": sha256_of(folder / "model.safetensors")}
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 1  # one flipped bit in the last tensor's bytes
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ZooError, match=r"model.safetensors: sha256 is [0-9a-f]{64}, config.json records"):
+        zoo.load(folder)
+    zoo.load(folder, verify=False)  # the caller's explicit choice
+
+
+def test_weights_of_another_dtype_or_with_nan_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    net = TinyNet()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    name = next(iter(state))
+    save_file({**state, name: state[name].double()}, str(tmp_path / "f64.safetensors"))
+    with pytest.raises(ZooError, match=rf"tensor '{name}' is torch.float64, TinyNet holds torch.float32"):
+        net.load_weights(tmp_path / "f64.safetensors")
+    bad = state[name].clone()
+    bad.view(-1)[0] = float("nan")
+    save_file({**state, name: bad}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(ZooError, match=rf"tensor '{name}' holds 1 NaN/Inf value"):
+        net.load_weights(tmp_path / "nan.safetensors")
+
+
+def test_an_unknown_config_key_names_the_accepted_ones(tmp_path):
+    folder = zoo.load("byte").save_pretrained(tmp_path / "byte")
+    record = json.loads((folder / "config.json").read_text())
+    record["config"]["bogus"] = 1
+    (folder / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ZooError, match=r"ByteTokenizer takes no argument\(s\) \['bogus'\]; it takes \["):
+        zoo.load(folder)
+    with pytest.raises(ZooError, match=r"entry 'vq-f8': VQTokenizer takes no argument\(s\) \['bogus'\]"):
+        zoo.load("vq-f8", bogus=1)

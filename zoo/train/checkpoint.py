@@ -1,33 +1,36 @@
-"""Checkpoints of a run: accelerate ``save_state`` folders, written atomically and rotated, read without
-ever unpickling code.
+"""Checkpoints of a run: safetensors and JSON only, written atomically, rotated, checked before they are read.
 
 A checkpoint is ``OUTPUT/checkpoints/step-00000100/``:
 
-==============================  ==================  ===================================================
-file                            format              read with
-==============================  ==================  ===================================================
-``model.safetensors``           safetensors         accelerate (safetensors)
-``optimizer.bin`` (``_1``...)   torch.save          ``torch.load(weights_only=True)`` (accelerate)
-``random_states_<rank>.pkl``    torch.save          ``torch.load(weights_only=True)``, checked here first
-``ema.safetensors``             safetensors         here (the EMA's shadow weights)
-``trainer_state.json``          JSON                here
-==============================  ==================  ===================================================
+======================================  =====================================  ==================================
+file                                    format                                 read with
+======================================  =====================================  ==================================
+``model.safetensors``                   safetensors: the model's state_dict    ``safetensors.torch.load_model``
+``optimizer.safetensors`` (``_1``: the  safetensors: tensors, with the param   ``zoo.train.safe_state``
+discriminator's)                        groups and plain values as JSON
+``random_states_<rank>.safetensors``    safetensors: torch / NumPy / Python    ``zoo.train.safe_state``, by each
+                                        RNG words, the rest as JSON            process
+``ema.safetensors``                     safetensors: the EMA's shadow weights  ``safetensors.torch.load_file``
+``trainer_state.json``                  JSON: step, samples, recipe, loss      ``json``
+                                        scaler; size + sha256 of every file
+======================================  =====================================  ==================================
 
-Nothing is registered with accelerate's ``register_for_checkpointing``: accelerate reloads such objects
-with ``weights_only=False``, i.e. it would run whatever a tampered ``custom_checkpoint_0.pkl`` holds.
-Every torch-saved file is opened once with ``weights_only=True`` before accelerate sees it, so a planted
-pickle is refused with one line (accelerate itself would silently skip a random-state file it cannot read).
+Nothing is written with ``torch.save`` and nothing is read with ``torch.load`` or ``pickle``: accelerate's
+``save_state`` pickles RNG states and optimisers, and its ``load_state`` unpickles registered objects with
+``weights_only=False`` (a tampered ``custom_checkpoint_0.pkl`` runs its code). A checkpoint folder holding any
+pickle-format file (``.pkl``, ``.bin``, ``.pt``, ...) is refused before anything in it is opened; one an older
+zoo wrote that way can be converted once, by its owner, with ``convert_pickled_checkpoint``.
 
-A checkpoint is written into a hidden temporary folder and renamed into place only when complete, so a
-run killed at any moment leaves the previous checkpoints intact. A checkpoint damaged later (a truncated
-file) is skipped on ``--resume`` for the newest one that reads, and the run says so.
+A checkpoint is written into a hidden temporary folder and renamed into place only when complete, so a run
+killed at any moment leaves the previous checkpoints intact. ``trainer_state.json`` records the size and
+sha256 of every other file; a checkpoint damaged later (a truncated or changed file) is skipped on ``--resume``
+for the newest one that checks out, and the run says so.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
 from pathlib import Path
@@ -35,17 +38,37 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from zoo.errors import ZooError
+from zoo.train.safe_state import (
+    optimizer_state,
+    optimizer_state_dict,
+    read_state,
+    rng_record,
+    rng_state,
+    set_rng_state,
+    write_state,
+)
 
 STATE_NAME = "trainer_state.json"
+MODEL_NAME = "model.safetensors"
 EMA_NAME = "ema.safetensors"
-# accelerate's file for objects registered for checkpointing: a pickle loaded with weights_only=False.
-_UNSAFE_PATTERN = "custom_checkpoint_*.pkl"
-
-
-class UnsafeCheckpoint(ZooError):
-    """A checkpoint file that only an unpickler running code could read: refused, never skipped quietly."""
+# Suffixes of pickle-based formats (pickle, torch.save, accelerate's save_state): never opened on resume.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
+_RNG_NAME = re.compile(r"^random_states_(\d+)\.safetensors$")
+_OPTIMIZER_NAME = re.compile(r"^optimizer(?:_(\d+))?\.safetensors$")
 _NAME = re.compile(r"^step-(\d+)$")
 _TEMP_PREFIX = ".tmp-"
+
+
+class CheckpointRefused(ZooError):
+    """A checkpoint resume will not use, and that no older checkpoint of the run would fix (not damage)."""
+
+
+def rng_name(rank: int) -> str:
+    return f"random_states_{rank}.safetensors"
+
+
+def optimizer_name(index: int) -> str:
+    return "optimizer.safetensors" if index == 0 else f"optimizer_{index}.safetensors"
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -56,8 +79,15 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+def _file_record(folder: Path) -> dict[str, dict]:
+    """Size and sha256 of every file in ``folder`` (what ``trainer_state.json`` records)."""
+    from zoo.hub import sha256_of
+
+    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in sorted(folder.iterdir())}
+
+
 def checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``root``, oldest first."""
+    """Checkpoint folders under ``root`` that were renamed into place (complete when written), oldest first."""
     if not root.is_dir():
         return []
     found = []
@@ -81,26 +111,34 @@ def remove_partial(root: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int, state: dict,
-                    ema_state: dict | None = None) -> Path:
+def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int, state: dict, model,
+                    optimizers: list, ema=None) -> Path:
     """Save the full training state after ``step`` optimiser steps; keep only the ``keep`` newest checkpoints.
 
-    ``ema_state``: the EMA's tensors, written as ``ema.safetensors`` (never as a pickle)."""
+    ``state``: JSON values recorded in ``trainer_state.json``; ``optimizers`` in a fixed order (the main one
+    first); ``ema``: the ``EMA`` or None."""
+    from safetensors.torch import save_file, save_model
+
     final = root / f"step-{step:08d}"
     temp = root / f"{_TEMP_PREFIX}{final.name}"
     if accelerator.is_main_process:
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    # Every process writes its own RNG state file; the main process writes weights and optimiser states.
-    accelerator.save_state(str(temp))
+    # Every process writes its own RNG states; the main process writes weights, optimiser states and the EMA.
+    write_state(temp / rng_name(accelerator.process_index), *rng_state())
+    if accelerator.is_main_process:
+        save_model(model, str(temp / MODEL_NAME))
+        for index, optimizer in enumerate(optimizers):
+            write_state(temp / optimizer_name(index), *optimizer_state(optimizer.state_dict()))
+        if ema is not None:
+            save_file({name: t.contiguous() for name, t in ema.state_dict().items()}, str(temp / EMA_NAME))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if ema_state is not None:
-            from safetensors.torch import save_file
-
-            save_file({name: tensor.contiguous() for name, tensor in ema_state.items()}, str(temp / EMA_NAME))
-        (temp / STATE_NAME).write_text(json.dumps({"step": step, **state}, indent=2) + "\n", encoding="utf-8")
+        scaler = getattr(accelerator, "scaler", None)
+        record = {"step": step, **state, "grad_scaler": scaler.state_dict() if scaler is not None else None}
+        record["files"] = _file_record(temp)
+        (temp / STATE_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _fsync_tree(temp)
         if final.exists():
             shutil.rmtree(final)
@@ -111,78 +149,121 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int, 
     return final
 
 
-def check_checkpoint(folder: Path, processes: int, with_ema: bool) -> dict:
-    """Read everything of a checkpoint that can be read safely and check it is whole; returns its state.
+def _refuse_pickles(folder: Path) -> None:
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointRefused(
+            f"checkpoint {folder} holds {', '.join(pickles)}: pickle files, which zoo never opens (loading one can "
+            "run code); an older zoo wrote checkpoints that way: start again with --overwrite, or, if you wrote this "
+            "folder yourself, convert it once with zoo.train.checkpoint.convert_pickled_checkpoint(folder)"
+        )
 
-    Refuses (ZooError) a pickle of accelerate's custom objects, any torch-saved file that needs more than
-    ``weights_only=True`` (a planted pickle), an unreadable safetensors file and a missing or bad state."""
-    from accelerate.utils import load as accelerate_load
-    from safetensors import SafetensorError, safe_open
 
+def check_checkpoint(folder: Path, processes: int, optimizers: int, with_ema: bool) -> dict:
+    """Check a checkpoint before anything in it is loaded; returns its ``trainer_state.json``.
+
+    Raises ``CheckpointRefused`` for a pickle file or a checkpoint of another kind of run (process or
+    optimiser count, no EMA), and a plain ``ZooError`` for damage (a file missing, truncated or changed)."""
+    from zoo.hub import sha256_of
+
+    _refuse_pickles(folder)
     try:
         state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ZooError(f"checkpoint {folder}: cannot read {STATE_NAME} ({err})") from None
-    unsafe = sorted(p.name for p in folder.glob(_UNSAFE_PATTERN))
-    if unsafe:
-        raise UnsafeCheckpoint(f"checkpoint {folder}: holds {', '.join(unsafe)}, a pickle zoo never opens (an older zoo wrote "
-                       "the EMA that way); restart the run, or delete the file to resume without the EMA state")
-    rng_files = sorted(folder.glob("random_states_*.pkl"))
-    if len(rng_files) != processes:
-        raise ZooError(
-            f"checkpoint {folder} was written by {len(rng_files)} process(es); this run has "
-            f"{processes}: resume with the same number of processes"
-        )
-    for path in sorted(folder.iterdir()):
-        if path.suffix in (".pkl", ".bin", ".pt", ".pth"):
-            try:
-                accelerate_load(path, map_location="cpu")  # weights_only=True: tensors and plain values only
-            except pickle.UnpicklingError as err:
-                if "Weights only load failed" in str(err):  # it names a callable: loading it could run code
-                    raise UnsafeCheckpoint(f"checkpoint {folder}: {path.name} holds objects other than tensors and "
-                                           "plain values; refused, as loading it could run code") from None
-                raise ZooError(f"checkpoint {folder}: {path.name} is not a complete tensor file ({err})") from None
-            except Exception as err:  # truncated or garbled: torch raises several kinds
-                reason = " ".join(str(err).split())[:160]
-                raise ZooError(f"checkpoint {folder}: {path.name} is not a complete tensor file ({reason})") from None
-        elif path.suffix == ".safetensors":
-            try:
-                with safe_open(str(path), framework="pt") as handle:
-                    for name in handle.keys():
-                        handle.get_tensor(name)
-            except (SafetensorError, OSError) as err:
-                raise ZooError(f"checkpoint {folder}: {path.name} is not a complete safetensors file ({err})") from None
-    if with_ema and not (folder / EMA_NAME).is_file():
-        raise ZooError(f"checkpoint {folder}: the recipe has an EMA but the checkpoint holds no {EMA_NAME}")
+        files = state["files"]
+        expected = {name: (int(entry["bytes"]), str(entry["sha256"])) for name, entry in files.items()}
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ZooError(f"checkpoint {folder}: {STATE_NAME} is damaged ({type(err).__name__}: {err})") from None
+    for name, (size, digest) in expected.items():
+        path = folder / name
+        if Path(name).name != name or name == STATE_NAME:
+            raise ZooError(f"checkpoint {folder}: {STATE_NAME} lists {name!r}, not a file of the checkpoint")
+        if not path.is_file():
+            raise ZooError(f"checkpoint {folder}: {name} is missing")
+        if path.stat().st_size != size:
+            raise ZooError(f"checkpoint {folder}: {name} is {path.stat().st_size} bytes, {size} were written")
+        if sha256_of(path) != digest:
+            raise ZooError(f"checkpoint {folder}: {name} has changed since it was written (sha256 differs)")
+    ranks = sorted(int(m.group(1)) for m in map(_RNG_NAME.match, expected) if m)
+    if ranks != list(range(processes)):
+        raise CheckpointRefused(f"checkpoint {folder} was written by {len(ranks)} process(es); this run has "
+                                f"{processes}: resume with the same number of processes")
+    saved = sum(1 for name in expected if _OPTIMIZER_NAME.match(name))
+    if MODEL_NAME not in expected or saved != optimizers:
+        raise CheckpointRefused(f"checkpoint {folder} holds {saved} optimiser state(s), this run has {optimizers} "
+                                "(was the discriminator switched on or off?): resume with the recipe that wrote it")
+    if with_ema and EMA_NAME not in expected:
+        raise CheckpointRefused(f"checkpoint {folder}: the recipe has an EMA but the checkpoint holds no {EMA_NAME}")
     return state
 
 
-def newest_usable_checkpoint(root: Path, processes: int, with_ema: bool) -> tuple[Path | None, list[str]]:
-    """The newest checkpoint that passes ``check_checkpoint``, and why each newer one was skipped."""
+def newest_usable_checkpoint(root: Path, processes: int, optimizers: int,
+                             with_ema: bool) -> tuple[Path | None, dict | None, list[str]]:
+    """The newest checkpoint that passes ``check_checkpoint``, its state, and why each newer one was skipped.
+
+    Damage is skipped; a refusal (``CheckpointRefused``) is raised, and so is damage in every checkpoint
+    (resuming from step 0 would throw the run away: that takes ``--overwrite``)."""
     skipped: list[str] = []
-    for _, folder in reversed(checkpoints(root)):
+    found = checkpoints(root)
+    for _, folder in reversed(found):
         try:
-            check_checkpoint(folder, processes, with_ema)
-        except UnsafeCheckpoint:
-            raise  # not damage: a hostile or foreign file is the user's to look at, not to train past
+            return folder, check_checkpoint(folder, processes, optimizers, with_ema), skipped
+        except CheckpointRefused:
+            raise
         except ZooError as err:
-            if "process(es)" in str(err):
-                raise  # not damage: the same holds for every older checkpoint of this run
             skipped.append(str(err))
-            continue
-        return folder, skipped
-    return None, skipped
+    if found:
+        raise ZooError(f"{root}: no checkpoint can be resumed from (the newest: {skipped[0]}); "
+                       "start again with --overwrite")
+    return None, None, skipped
 
 
-def load_checkpoint(accelerator: Accelerator, folder: Path, ema=None) -> dict:
-    """Restore weights, optimisers, RNG states and the EMA; returns ``trainer_state.json``."""
-    state = check_checkpoint(folder, accelerator.num_processes, ema is not None)
-    accelerator.load_state(str(folder))
-    if ema is not None:
-        from safetensors.torch import load_file
+def load_checkpoint(accelerator: Accelerator, folder: Path, state: dict, model, optimizers: list, ema=None) -> None:
+    """Restore weights, optimisers, the loss scaler, the EMA and this process's RNG states from a checked folder."""
+    from safetensors.torch import load_file, load_model
 
-        try:
+    try:
+        load_model(model, str(folder / MODEL_NAME), strict=True)
+        for index, optimizer in enumerate(optimizers):
+            tensors, plain = read_state(folder / optimizer_name(index))
+            optimizer.load_state_dict(optimizer_state_dict(tensors, plain, optimizer.state_dict()))
+        if ema is not None:
             ema.load_state_dict(load_file(str(folder / EMA_NAME)))
-        except ValueError as err:
-            raise ZooError(f"checkpoint {folder}: {EMA_NAME} does not fit this model ({err})") from None
-    return state
+    except (RuntimeError, ValueError, KeyError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise CheckpointRefused(f"checkpoint {folder} does not fit this run's model ({reason})") from None
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
+    set_rng_state(*read_state(folder / rng_name(accelerator.process_index)))
+
+
+def convert_pickled_checkpoint(folder: str | Path) -> Path:
+    """Rewrite, in place, a checkpoint an older zoo saved with accelerate's ``save_state`` (pickles) as safetensors.
+
+    The pickles are opened with ``torch.load(weights_only=True)`` (tensors and plain values only), once, at the
+    owner's request: call it only on a folder you wrote. Returns the folder, which ``--resume`` then accepts."""
+    from accelerate.utils import load
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
+    for path in sorted(folder.glob("random_states_*.pkl")):
+        saved = load(path, weights_only=True)
+        cuda = saved.get("torch_cuda_manual_seed", [])
+        record = rng_record(saved["random_state"], saved["numpy_random_seed"], saved["torch_manual_seed"], cuda)
+        write_state(folder / path.with_suffix(".safetensors").name, *record)
+    for path in sorted(folder.glob("optimizer*.bin")):
+        write_state(folder / path.with_suffix(".safetensors").name, *optimizer_state(load(path, weights_only=True)))
+    if (folder / "custom_checkpoint_0.pkl").is_file():  # the EMA, the only object the trainer registered
+        ema = load(folder / "custom_checkpoint_0.pkl", weights_only=True)
+        save_file({name: t.contiguous() for name, t in ema.items()}, str(folder / EMA_NAME))
+    if (folder / "scaler.pt").is_file():
+        state["grad_scaler"] = load(folder / "scaler.pt", weights_only=True)
+    for path in folder.iterdir():
+        if path.suffix in PICKLE_SUFFIXES:
+            path.unlink()
+    files = _file_record(folder)
+    files.pop(STATE_NAME)
+    state["files"] = files
+    (folder / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    return folder
