@@ -31,6 +31,7 @@ DATASETS = LazyTable("dataset", {
     "image-folder": "zoo.data.images:image_folder",
     "synthetic-images": "zoo.data.synthetic:synthetic_images",
     "image-tokens": "zoo.data.tokens:image_tokens",
+    "token-shards": "zoo.data.token_shards:token_shards",
     "gm-notes": "zoo.data.audio:gm_notes",
     "espeak": "zoo.data.audio:espeak",
     "audio-folder": "zoo.data.audio:audio_folder",
