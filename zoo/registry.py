@@ -11,24 +11,25 @@ An entry::
       weights: {path: weights/vq-f8.safetensors, sha256: ...}   # or hf://..., https://...
       recipe: recipes/image/vq-f8.yaml       # how the weights were trained
       needs_training: false                  # optional: fully defined by its config (bytes, a seeded projection)
-      inputs: {size: 64, multiple_of: 8, min_size: 8, range: [0, 1], channels: 3}   # optional, what encode takes
-      card: {parameters: 874427, data: ..., steps: 1200, license: MIT,               # optional, where it came from
+      inputs: {size: 64, multiple_of: 8, min_size: 8, max_size: 1024, range: [0, 1], channels: 3}  # what encode takes
+      card: {parameters: 874427, data: ..., steps: 1200, license: MIT,       # optional: where the weights came from
              metrics: {psnr: 19.67}, metrics_source: eval/results/image-recon.md}
 
-``inputs`` (timm's ``pretrained_cfg``, the part saying how inputs are prepared), by modality:
+``inputs`` (timm's ``pretrained_cfg``, the part saying how inputs are prepared), optional, by modality:
 
 - image: ``size`` (required) the side the entry was trained and measured at; without ``multiple_of`` the
-  only side it takes. ``multiple_of``: any height and width that are multiples of it are taken too, within
-  ``min_size`` / ``max_size`` when given. ``range`` ``[low, high]`` of the values, ``channels``.
+  only side it takes. ``multiple_of``: any height and width that are multiples of it are taken too, from
+  ``min_size`` up to ``max_size`` (the largest square it serves) when given. ``range`` ``[low, high]`` of the
+  values, ``channels``.
 - audio: ``sample_rate`` (required, Hz), ``channels``, ``range``, ``min_samples``: the shortest clip
   that yields a token (shorter ones give none).
 - text: ``type: str``, the only input text tokenizers take.
 
-``card``: ``parameters`` (what ``sum(p.numel() for p in model.parameters())`` counts; EMA codebooks are
-buffers and not counted), ``data`` and ``steps`` it was trained on / for, ``license``, and ``metrics``: headline
-numbers measured here, copied from the file ``metrics_source`` names (required with ``metrics``).
-Entries share a family's description through a YAML anchor (``inputs: *photos64``); the registry never
-imports a family to describe it.
+``card``, optional: ``parameters`` (what ``sum(p.numel() for p in model.parameters())`` counts; EMA codebooks
+are buffers, not counted), ``data`` it was trained on, ``steps`` of the run (the recipe stage) that made it,
+``license``, and ``metrics``: headline numbers measured here, copied from the file ``metrics_source`` names
+(required with ``metrics``). Entries of one family share a description through a YAML anchor
+(``inputs: *photos_inputs``): the registry never imports a family to describe it.
 
 Unknown keys, missing fields and wrong types are errors naming the entry and the key. Users add
 their own catalog with ``zoo.registry.add(path)``; a name defined twice is an error.
@@ -133,23 +134,25 @@ class Entry:
             return spec["type"]
         values = f" in [{spec['range'][0]}, {spec['range'][1]}]" if "range" in spec else ""
         if self.modality == "audio":
-            channels = "mono" if spec.get("channels") == 1 else f"{spec['channels']} channels" if "channels" in spec else ""
-            text = f"audio [B, T]{values}, {channels + ' ' if channels else ''}{spec['sample_rate']} Hz"
+            channels = {None: "", 1: "mono "}.get(spec.get("channels"), f"{spec.get('channels')} channels ")
+            text = f"audio [B, T]{values}, {channels}{spec['sample_rate']} Hz"
             if "min_samples" in spec:
                 text += f", at least {spec['min_samples']} samples for one token"
             return text
         size, channels = spec["size"], spec.get("channels", "C")
         if "multiple_of" not in spec:
             return f"images [B, {channels}, {size}, {size}]{values} ({size}x{size} only)"
-        bounds = [f"at least {spec['min_size']}" if "min_size" in spec else "",
-                  f"at most {spec['max_size']}" if "max_size" in spec else ""]
-        bounds_text = f" ({', '.join(b for b in bounds if b)})" if any(bounds) else ""
+        bounds = [f"at least {spec['min_size']}"] if "min_size" in spec else []
+        if "max_size" in spec:
+            bounds.append(f"up to {spec['max_size']}x{spec['max_size']}")
+        bounds_text = f" ({', '.join(bounds)})" if bounds else ""
         return (f"images [B, {channels}, H, W]{values}: {size}x{size} native, H and W multiples of "
                 f"{spec['multiple_of']}{bounds_text}")
 
 
 def _type_names(kinds: tuple[type, ...]) -> str:
-    return " or ".join({dict: "mapping", list: "list"}.get(k, k.__name__) for k in kinds)
+    names = {dict: "a mapping", list: "a list", int: "an integer", str: "a string", bool: "a bool", float: "a number"}
+    return " or ".join(names.get(k, f"a {k.__name__}") for k in kinds)
 
 
 def parse_entry(name: Any, raw: Any, source: str) -> Entry:
@@ -193,7 +196,7 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
     )
 
 
-def _check_keys(where: str, raw: dict, fields: dict[str, tuple[type, ...]], prefix: str = "") -> None:
+def _check_keys(where: str, raw: dict, fields: dict[str, tuple[type, ...]], prefix: str = "", scope: str = "") -> None:
     """Unknown keys (with the closest known one) and wrong types are errors naming the entry and the key.
 
     Top-level keys may be empty (``paper:``); nested ones (``prefix`` set) must hold a value.
@@ -202,12 +205,12 @@ def _check_keys(where: str, raw: dict, fields: dict[str, tuple[type, ...]], pref
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"did you mean {prefix + close[0]!r}?" if close else f"known keys: {', '.join(fields)}"
-            raise ZooError(f"{where}: unknown key {prefix + str(key)!r} ({hint})")
+            raise ZooError(f"{where}: unknown key {prefix + str(key)!r}{scope} ({hint})")
         kinds = fields[key]
         if value is None and not prefix:
             continue
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise ZooError(f"{where}: key {prefix + key!r} must be a {_type_names(kinds)}, "
+            raise ZooError(f"{where}: key {prefix + key!r} must be {_type_names(kinds)}, "
                            f"got {type(value).__name__} {value!r}")
 
 
@@ -218,14 +221,10 @@ def _is_number(value: Any) -> bool:
 def _check_inputs(where: str, modality: str, inputs: dict) -> None:
     """``inputs`` takes its modality's keys only; sizes are positive and consistent, ``range`` is [low, high]."""
     fields = _INPUT_FIELDS[modality]
-    for key in inputs:
-        if key not in fields:
-            raise ZooError(f"{where}: unknown key 'inputs.{key}' for a {modality} entry "
-                           f"({modality} inputs take {', '.join(fields)})")
-    _check_keys(where, inputs, fields, "inputs.")
+    _check_keys(where, inputs, fields, "inputs.", scope=f" for modality {modality!r}")
     for key in _INPUT_REQUIRED[modality]:
         if key not in inputs:
-            raise ZooError(f"{where}: missing required key 'inputs.{key}' for a {modality} entry")
+            raise ZooError(f"{where}: missing required key 'inputs.{key}' for modality {modality!r}")
     for key, kinds in fields.items():
         if kinds == (int,) and key in inputs and inputs[key] < 1:
             raise ZooError(f"{where}: key 'inputs.{key}' must be a positive integer, got {inputs[key]}")
@@ -235,13 +234,15 @@ def _check_inputs(where: str, modality: str, inputs: dict) -> None:
     span = inputs.get("range")
     if span is not None and not (len(span) == 2 and all(map(_is_number, span)) and span[0] < span[1]):
         raise ZooError(f"{where}: key 'inputs.range' must be [low, high] with low < high, got {span!r}")
-    size, step = inputs.get("size"), inputs.get("multiple_of")
+    if modality != "image":
+        return
+    size, step = inputs["size"], inputs.get("multiple_of")
     if step is None and ("min_size" in inputs or "max_size" in inputs):
         raise ZooError(f"{where}: keys 'inputs.min_size' / 'inputs.max_size' need 'inputs.multiple_of' "
                        f"(without it, size {size} is the only side taken)")
     if step is not None and size % step:
         raise ZooError(f"{where}: key 'inputs.size' ({size}) must be a multiple of 'inputs.multiple_of' ({step})")
-    if not inputs.get("min_size", 0) <= (size or 0) <= inputs.get("max_size", size or 0):
+    if not inputs.get("min_size", size) <= size <= inputs.get("max_size", size):
         raise ZooError(f"{where}: key 'inputs.size' ({size}) must lie within 'inputs.min_size' "
                        f"({inputs.get('min_size')}) and 'inputs.max_size' ({inputs.get('max_size')})")
 

@@ -32,6 +32,22 @@ def test_info():
     assert json.loads(out.stdout)["modality"] == "text"
 
 
+def test_info_shows_inputs_and_card():
+    record = json.loads(zoo_cli("info", "vq-f8", "--json").stdout)
+    assert record["inputs"]["size"] == 64 and record["inputs"]["multiple_of"] == 8
+    assert record["card"]["license"] == "MIT" and "psnr" in record["card"]["metrics"]
+    out = zoo_cli("info", "vq-f8")
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert "inputs: images [B, 3, H, W] in [0, 1]: 64x64 native, H and W multiples of 8" in out.stdout
+    assert any(line.split() == ["parameters:", f"{record['card']['parameters']:,}"] for line in lines)
+    metrics = next(line for line in lines if line.strip().startswith("metrics:"))
+    assert f"psnr {record['card']['metrics']['psnr']}" in metrics
+    assert metrics.endswith(f"(from {record['card']['metrics_source']})")
+    assert "metrics_source" not in out.stdout  # folded into the metrics line
+    assert "inputs: str" in zoo_cli("info", "byte").stdout
+
+
 def test_encode_pipes_into_decode():
     text = "héllo 🌍 ١٢٣"
     encoded = zoo_cli("encode", "byte", text)

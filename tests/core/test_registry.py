@@ -60,6 +60,73 @@ def test_bad_entries_name_the_entry_and_key(tmp_path, edit, message):
         read_registry_file(path)
 
 
+ENTRY = """
+tokenizers:
+  my-entry:
+    target: zoo.image.vq.model:VQTokenizer
+    modality: {modality}
+    summary: a user's entry
+    {extra}
+"""
+DESCRIBED = """inputs: {size: 64, multiple_of: 8, min_size: 8, max_size: 256, range: [0, 1], channels: 3}
+    card: {parameters: 10, data: photos, steps: 5, license: MIT, metrics: {psnr: 20.5}, metrics_source: r.md}"""
+
+
+def test_inputs_and_card_are_read_and_shown(tmp_path):
+    entry = read_registry_file(_write(tmp_path, ENTRY.format(modality="image", extra=DESCRIBED)))["my-entry"]
+    assert entry.inputs == {"size": 64, "multiple_of": 8, "min_size": 8, "max_size": 256, "range": [0, 1],
+                            "channels": 3}
+    assert entry.card["metrics"] == {"psnr": 20.5} and entry.as_dict()["card"] == entry.card
+    assert entry.as_dict()["inputs"] == entry.inputs
+    assert entry.describe_inputs() == ("images [B, 3, H, W] in [0, 1]: 64x64 native, H and W multiples of 8 "
+                                       "(at least 8, up to 256x256)")
+    fixed = read_registry_file(_write(tmp_path, ENTRY.format(modality="image", extra="inputs: {size: 224}")))
+    assert fixed["my-entry"].describe_inputs() == "images [B, C, 224, 224] (224x224 only)"
+    audio = ENTRY.format(modality="audio", extra="inputs: {sample_rate: 16000, channels: 1, min_samples: 400}")
+    assert read_registry_file(_write(tmp_path, audio))["my-entry"].describe_inputs() == (
+        "audio [B, T], mono 16000 Hz, at least 400 samples for one token")
+    # Both are optional: an entry without them reads as before.
+    bare = read_registry_file(_write(tmp_path, ENTRY.format(modality="image", extra="")))["my-entry"]
+    assert bare.inputs is None and bare.card is None and bare.describe_inputs() is None
+
+
+@pytest.mark.parametrize(
+    ("modality", "extra", "message"),
+    [
+        ("image", "inputs: [64]", "key 'inputs' must be a mapping"),
+        ("image", "inputs: {multiple_of: 8}", "missing required key 'inputs.size' for modality 'image'"),
+        ("image", "inputs: {size: 64, sample_rate: 16000}", "unknown key 'inputs.sample_rate' for modality 'image'"),
+        ("image", "inputs: {size: 64, chanels: 3}", r"unknown key 'inputs.chanels'.*did you mean 'inputs.channels'"),
+        ("image", "inputs: {size: 64.5}", "key 'inputs.size' must be an integer, got float"),
+        ("image", "inputs: {size: true}", "key 'inputs.size' must be an integer, got bool"),
+        ("image", "inputs: {size: 0}", "key 'inputs.size' must be a positive integer"),
+        ("image", "inputs: {size: 64, range: [1, 0]}", r"key 'inputs.range' must be \[low, high\]"),
+        ("image", "inputs: {size: 64, range: [0, high]}", r"key 'inputs.range' must be \[low, high\]"),
+        ("image", "inputs: {size: 64, multiple_of: 6}", r"'inputs.size' \(64\) must be a multiple of"),
+        ("image", "inputs: {size: 64, min_size: 8}", "need 'inputs.multiple_of'"),
+        ("image", "inputs: {size: 64, multiple_of: 8, max_size: 32}", "must lie within 'inputs.min_size'"),
+        ("audio", "inputs: {channels: 1}", "missing required key 'inputs.sample_rate' for modality 'audio'"),
+        ("audio", "inputs: {sample_rate: 16000, size: 64}", "unknown key 'inputs.size' for modality 'audio'"),
+        ("audio", "inputs: {sample_rate: 16000, min_samles: 400}", "did you mean 'inputs.min_samples'"),
+        ("text", "inputs: {type: bytes}", "key 'inputs.type' must be 'str'"),
+        ("text", "inputs: {type: str, size: 8}", "unknown key 'inputs.size' for modality 'text'"),
+        ("text", "card: [MIT]", "key 'card' must be a mapping"),
+        ("text", "card: {params: 10}", r"unknown key 'card.params' \(did you mean 'card.parameters'\?\)"),
+        ("text", "card: {licence: MIT}", "did you mean 'card.license'"),
+        ("text", "card: {parameters: '10'}", "key 'card.parameters' must be an integer, got str"),
+        ("text", "card: {steps: -1}", "key 'card.steps' must be an integer >= 0"),
+        ("text", "card: {license: 3}", "key 'card.license' must be a string"),
+        ("text", "card: {metrics: {psnr: 20}}", "needs 'card.metrics_source'"),
+        ("text", "card: {metrics: {psnr: high}, metrics_source: r.md}", "must map metric names to numbers"),
+        ("text", "card: {metrics: {psnr: true}, metrics_source: r.md}", "must map metric names to numbers"),
+    ],
+)
+def test_bad_inputs_and_cards_name_the_entry_and_key(tmp_path, modality, extra, message):
+    path = _write(tmp_path, ENTRY.format(modality=modality, extra=extra))
+    with pytest.raises(ZooError, match=f"entry 'my-entry': .*{message}"):
+        read_registry_file(path)
+
+
 def test_bad_documents(tmp_path):
     with pytest.raises(ZooError, match="one top-level key 'tokenizers'"):
         read_registry_file(_write(tmp_path, "models: {}\n"))

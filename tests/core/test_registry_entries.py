@@ -1,7 +1,12 @@
 """Every registry entry, tested the same way: builds, round-trips through save/load bit-exactly,
-honours its modality's encode/decode contract. New entries are covered without new tests."""
+honours its modality's encode/decode contract, takes the inputs it describes and carries a true card.
+New entries are covered without new tests: sample inputs come from each entry's ``inputs``."""
 
 from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zoo
+from zoo.hub import cached_path
 from zoo.tokenizer import AudioTokens
 
 NAMES = zoo.list_tokenizers()
@@ -16,18 +22,31 @@ NAMES = zoo.list_tokenizers()
 
 def _build(name: str):
     entry = zoo.registry.get(name)
+    remote = entry.weights["path"] if entry.weights and "://" in entry.weights["path"] else None
+    if remote and not cached_path(remote).is_file():  # tests never download (conftest: HF_HUB_OFFLINE)
+        pytest.skip(f"{name}: its weights {remote} are not cached at {cached_path(remote)}")
     return zoo.load(name, pretrained=entry.pretrained)
 
 
-def _sample(modality: str):
+def _sample(name: str, batch: int = 2, height: int | None = None, width: int | None = None, samples: int | None = None):
+    """A seeded input as the entry describes it: its native image side, or a second of audio (and at least a
+    few shortest clips), values inside its range; text is a fixed set of hard strings."""
+    entry = zoo.registry.get(name)
+    spec = entry.inputs
+    assert spec is not None, f"{name}: registry entry states no inputs"
     generator = torch.Generator().manual_seed(0)
-    if modality == "text":
+    if entry.modality == "text":
         return ["", "hello world", "héllo 🌍 ١٢٣ 1234567 naïve\n\tend", "日本語のテキスト"]
-    if modality == "image":
-        return torch.rand(2, 3, 64, 64, generator=generator)
-    if modality == "audio":
-        return torch.rand(2, 16000, generator=generator) * 0.2 - 0.1
-    raise AssertionError(modality)
+    low, high = spec.get("range", [0, 1] if entry.modality == "image" else [-1, 1])
+    if entry.modality == "image":
+        shape = (batch, spec.get("channels", 3), height or spec["size"], width or height or spec["size"])
+        return low + (high - low) * torch.rand(*shape, generator=generator)
+    if entry.modality == "audio":
+        samples = samples or max(spec["sample_rate"], 4 * spec.get("min_samples", 1))
+        # A quiet signal: a tenth of the range around its middle.
+        noise = torch.rand(batch, samples, generator=generator) * 2 - 1
+        return (low + high) / 2 + (high - low) / 2 * 0.1 * noise
+    raise AssertionError(entry.modality)
 
 
 def _encode(tok, x):
@@ -72,14 +91,14 @@ def test_save_load_round_trip_is_exact(name, tmp_path):
         assert ours.keys() == theirs.keys()
         for key in ours:
             assert torch.equal(ours[key], theirs[key]), key
-    x = _sample(tok.modality)
+    x = _sample(name)
     assert _same(_encode(tok, x), _encode(loaded, x))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_modality_contract(name):
     tok = _build(name)
-    x = _sample(tok.modality)
+    x = _sample(name)
     encoded = _encode(tok, x)
     if tok.modality == "text":
         assert isinstance(encoded, list) and all(isinstance(row, list) for row in encoded)
@@ -115,6 +134,94 @@ def test_modality_contract(name):
 def _encode_single(tok, x):
     with torch.no_grad():
         return tok.encode(x)
+
+
+# -- what the entry says about itself: inputs and card ------------------------------------------------------
+
+
+@functools.cache
+def _built_once(name: str):
+    """One build per entry for the read-only checks below (they only count parameters and encode)."""
+    return _build(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_entry_states_its_inputs_and_a_card_for_its_weights(name):
+    entry = zoo.registry.get(name)
+    assert entry.inputs is not None, f"{name}: add inputs (zoo/registry.py lists the keys per modality)"
+    assert zoo.info(name)["inputs"] == entry.inputs and entry.describe_inputs()
+    if entry.weights is not None:
+        assert entry.card is not None, f"{name} ships weights but has no card"
+        assert entry.card.get("license") and entry.card.get("data"), f"{name}: the card needs license and data"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_parameters_count_the_built_model(name):
+    card = zoo.registry.get(name).card or {}
+    tok = _built_once(name)
+    if not isinstance(tok, torch.nn.Module):
+        assert "parameters" not in card, f"{name} is not a network: it has no parameters to count"
+        return
+    if zoo.registry.get(name).weights is not None:
+        assert "parameters" in card, f"{name}: the card needs its parameter count"
+    if "parameters" in card:
+        assert card["parameters"] == sum(p.numel() for p in tok.parameters())
+
+
+def _numbers_in(text: str) -> str:
+    return re.sub(r"(?<=\d),(?=\d{3})", "", text)  # 18,796 -> 18796
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if (zoo.registry.get(n).card or {}).get("metrics")])
+def test_card_metrics_are_copied_from_the_file_they_name(name):
+    entry = zoo.registry.get(name)
+    source = Path(entry.source).parent / entry.card["metrics_source"]
+    assert source.is_file(), f"{name}: metrics_source {source} does not exist"
+    text = _numbers_in(source.read_text(encoding="utf-8"))
+    assert name in text, f"{name} is not mentioned in {source}"
+    for metric, value in entry.card["metrics"].items():
+        assert re.search(rf"(?<![\d.]){re.escape(str(value))}(?!\d)", text), f"{name}: {metric} {value} not in {source}"
+
+
+IMAGE_NAMES = zoo.list_tokenizers(modality="image")
+AUDIO_NAMES = zoo.list_tokenizers(modality="audio")
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_image_entry_takes_the_sides_it_describes(name):
+    spec = zoo.registry.get(name).inputs
+    tok = _built_once(name)
+    size, step = spec["size"], spec.get("multiple_of")
+    if step is None:  # one side only
+        with pytest.raises(zoo.ZooError):
+            _encode_single(tok, _sample(name, batch=1, height=2 * size))
+        return
+    # The smallest side, and a non-square image one step wider than the native side.
+    for height, width in [(spec.get("min_size", step),) * 2, (size, size + step)]:
+        x = _sample(name, batch=1, height=height, width=width)
+        ids = _encode_single(tok, x)
+        assert ids.shape[0] == 1 and ids.dtype == torch.long
+        if tok.has_decoder:
+            with torch.no_grad():
+                assert tok.decode(ids).shape == x.shape
+    if step > 1:
+        with pytest.raises(zoo.ZooError):
+            _encode_single(tok, _sample(name, batch=1, height=size, width=size + 1))
+    if "max_size" in spec:  # refused before any compute
+        with pytest.raises(zoo.ZooError):
+            _encode_single(tok, _sample(name, batch=1, height=spec["max_size"] + step))
+
+
+@pytest.mark.parametrize("name", AUDIO_NAMES)
+def test_audio_entry_has_the_rate_and_shortest_clip_it_describes(name):
+    spec = zoo.registry.get(name).inputs
+    tok = _built_once(name)
+    assert tok.sample_rate == spec["sample_rate"]
+    if "min_samples" in spec:
+        min_samples = spec["min_samples"]
+        assert int(_encode_single(tok, _sample(name, batch=1, samples=min_samples)).lengths[0]) > 0
+        if min_samples > 1:
+            assert int(_encode_single(tok, _sample(name, batch=1, samples=min_samples - 1)).lengths[0]) == 0
 
 
 TEXT_NAMES = zoo.list_tokenizers(modality="text")
