@@ -89,9 +89,9 @@ def test_two_processes_split_every_batch_and_stay_in_sync(tmp_path):
     assert end["rank_weight_stats"][0] == end["rank_weight_stats"][1] and end["ranks_in_sync"]
     # Checkpoints hold both processes' RNG states.
     checkpoint = out / "checkpoints" / "step-00000003"
-    assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == [
-        "random_states_0.pkl",
-        "random_states_1.pkl",
+    assert sorted(p.name for p in checkpoint.glob("random_states_*")) == [
+        "random_states_0.safetensors",
+        "random_states_1.safetensors",
     ]
     assert json.loads((out / "final" / "config.json").read_text())["metadata"]["world_size"] == 2
 

@@ -128,6 +128,65 @@ def test_missing_and_inconsistent_fields(tmp_path):
     assert "not valid YAML" in error_of(write(tmp_path, "e.yaml", "model: [\n"))
 
 
+# Recipe values a careless colleague could write: each one line naming the key and what was expected, before
+# any training (the model-building ones when the model is built, the first thing a run does).
+NAMED = 'model: {name: vq-f8, overrides: OVERRIDES}\ndata: {train: "synthetic-images:size=16"}\n'
+REFUSED = [
+    (MINIMAL + "optimizer: {lr: -0.001}\n", "key 'optimizer.lr' must be at least 0, got -0.001"),
+    (MINIMAL + "optimizer: {lr: .nan}\n", "key 'optimizer.lr' must be at least 0, got nan"),
+    (MINIMAL + "discriminator: {optimizer: {lr: -1}}\n", "key 'discriminator.optimizer.lr' must be at least 0"),
+    (MINIMAL + "optimizer: {betas: [0.9, 1.5]}\n", "key 'optimizer.betas[1]' must be in [0, 1), got 1.5"),
+    (MINIMAL + "optimizer: {weight_decay: -0.1}\n", "key 'optimizer.weight_decay' must be at least 0"),
+    (MINIMAL + "seed: -1\n", "key 'seed' must be in [0, 2147483647], got -1"),
+    (MINIMAL + "seed: 99999999999\n", "key 'seed' must be in [0, 2147483647]"),
+    (MINIMAL + "steps: 0\n", "key 'steps' must be at least 1, got 0"),
+    (MINIMAL + "batch_size: -4\n", "key 'batch_size' must be at least 1, got -4"),
+    (MINIMAL + "grad_clip: -1\n", "key 'grad_clip' must be greater than 0, got -1.0"),
+    (MINIMAL + "schedule: {warmup_steps: -1}\n", "key 'schedule.warmup_steps' must be at least 0"),
+    (MINIMAL + "schedule: {min_lr_ratio: 2}\n", "key 'schedule.min_lr_ratio' must be in [0, 1], got 2.0"),
+    (MINIMAL + "ema: {decay: 1.5}\n", "key 'ema.decay' must be in [0, 1), got 1.5"),
+    (MINIMAL + "ema: {start_step: -1}\n", "key 'ema.start_step' must be at least 0"),
+    (MINIMAL + "checkpoint: {every: -1}\n", "key 'checkpoint.every' must be at least 0"),
+    (MINIMAL + "checkpoint: {keep: 0}\n", "key 'checkpoint.keep' must be at least 1"),
+    (MINIMAL + "log: {every: 0}\n", "key 'log.every' must be at least 1"),
+    (MINIMAL + "eval: {val_batches: 0}\n", "key 'eval.val_batches' must be at least 1"),
+    (MINIMAL.replace("synthetic-images}", "synthetic-images, crop: 0}"), "key 'data.crop' must be at least 1"),
+    (MINIMAL.replace("synthetic-images}", "synthetic-images, num_workers: -1}"), "'data.num_workers' must be at"),
+    (MINIMAL.replace("synthetic-images}", "synthetic-images, audio_seconds: -1}"), "'data.audio_seconds' must be"),
+    (MINIMAL.replace('ToyVQ"}', 'ToyVQ", config: {channels: -8}}'),
+     "recipe model 'tests._toy_family:ToyVQ' cannot be built with {'channels': -8}: Trying to create tensor with "
+     "negative dimension -8"),
+    (MINIMAL.replace('ToyVQ"}', 'ToyVQ", overrides: {bogus: 1}}'),
+     "ToyVQ takes no argument(s) ['bogus']; it takes ['adversarial_weight', 'channels', "),
+    (NAMED.replace("OVERRIDES", "{bogus: 1}"), "VQTokenizer takes no argument(s) ['bogus']; it takes ['attention',"),
+    (NAMED.replace("OVERRIDES", "{channels: -8}"), "recipe model 'vq-f8' cannot be built with {'channels': -8}"),
+]
+
+
+@pytest.mark.parametrize("text, expected", REFUSED, ids=[expected[:48] for _, expected in REFUSED])
+def test_bad_values_are_one_line_errors_before_training(tmp_path, text, expected):
+    from zoo.train import train
+
+    path = write(tmp_path, "r.yaml", text)
+    with pytest.raises(ZooError) as info:
+        train(path, [f"output_dir={tmp_path / 'out'}"])
+    message = str(info.value)
+    assert "\n" not in message and expected in message
+    log = tmp_path / "out" / "log.jsonl"
+    assert not log.exists() or '"start"' not in log.read_text()  # refused before the run started
+
+
+def test_an_unknown_override_on_the_command_line_is_one_line_naming_it(tmp_path):
+    path = write(tmp_path, "r.yaml", MINIMAL)
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", str(path), f"output_dir={tmp_path / 'out'}", "model.overrides.bogus=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "ToyVQ takes no argument(s) ['bogus']" in line
+
+
 def test_overrides_are_read_as_yaml(tmp_path):
     path = write(tmp_path, "r.yaml", MINIMAL)
     overrides = ["steps=5", "optimizer.lr=3e-4", "ema={decay: 0.5}", "model.config.noise=0", "grad_clip=null"]

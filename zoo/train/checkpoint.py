@@ -187,8 +187,10 @@ def check_checkpoint(folder: Path, processes: int, optimizers: int, with_ema: bo
     if ranks != list(range(processes)):
         raise CheckpointRefused(f"checkpoint {folder} was written by {len(ranks)} process(es); this run has "
                                 f"{processes}: resume with the same number of processes")
+    if MODEL_NAME not in expected:
+        raise ZooError(f"checkpoint {folder}: {STATE_NAME} lists no {MODEL_NAME}")
     saved = sum(1 for name in expected if _OPTIMIZER_NAME.match(name))
-    if MODEL_NAME not in expected or saved != optimizers:
+    if saved != optimizers:
         raise CheckpointRefused(f"checkpoint {folder} holds {saved} optimiser state(s), this run has {optimizers} "
                                 "(was the discriminator switched on or off?): resume with the recipe that wrote it")
     if with_ema and EMA_NAME not in expected:
@@ -219,22 +221,30 @@ def newest_usable_checkpoint(root: Path, processes: int, optimizers: int,
 
 def load_checkpoint(accelerator: Accelerator, folder: Path, state: dict, model, optimizers: list, ema=None) -> None:
     """Restore weights, optimisers, the loss scaler, the EMA and this process's RNG states from a checked folder."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file, load_model
 
-    try:
-        load_model(model, str(folder / MODEL_NAME), strict=True)
-        for index, optimizer in enumerate(optimizers):
-            tensors, plain = read_state(folder / optimizer_name(index))
-            optimizer.load_state_dict(optimizer_state_dict(tensors, plain, optimizer.state_dict()))
-        if ema is not None:
-            ema.load_state_dict(load_file(str(folder / EMA_NAME)))
-    except (RuntimeError, ValueError, KeyError) as err:
-        reason = " ".join(str(err).split())[:300]
-        raise CheckpointRefused(f"checkpoint {folder} does not fit this run's model ({reason})") from None
+    def restore(name: str, action) -> None:
+        try:
+            action(folder / name)
+        except ZooError:
+            raise
+        except SafetensorError as err:
+            raise CheckpointRefused(f"checkpoint {folder}: {name} is not a safetensors file ({err})") from None
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:  # torch's messages for a mismatch
+            reason = " ".join(str(err).split())[:300]
+            raise CheckpointRefused(f"checkpoint {folder}: {name} does not fit this run ({reason})") from None
+
+    restore(MODEL_NAME, lambda path: load_model(model, str(path), strict=True))
+    for index, optimizer in enumerate(optimizers):
+        restore(optimizer_name(index), lambda path, optimizer=optimizer: optimizer.load_state_dict(
+            optimizer_state_dict(*read_state(path), optimizer.state_dict())))
+    if ema is not None:
+        restore(EMA_NAME, lambda path: ema.load_state_dict(load_file(str(path))))
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and state.get("grad_scaler"):
-        scaler.load_state_dict(state["grad_scaler"])
-    set_rng_state(*read_state(folder / rng_name(accelerator.process_index)))
+        restore(STATE_NAME, lambda path: scaler.load_state_dict(state["grad_scaler"]))
+    restore(rng_name(accelerator.process_index), lambda path: set_rng_state(*read_state(path)))
 
 
 def convert_pickled_checkpoint(folder: str | Path) -> Path:

@@ -4,8 +4,9 @@ A recipe file is read with ``yaml.safe_load``. ``include:`` (a path or a list, r
 pulls other files in first; the including file's keys win, mappings merge key by key, lists are
 replaced. Overrides from the command line (``optimizer.lr=3e-4``, ``stages.student.steps=10``) are
 applied to the merged mapping, their values read as YAML. Then every key is checked against the
-dataclasses of ``zoo.train.schema``: an unknown key, a wrong type or a missing field is one ``ZooError`` naming the
-file, the key and what was expected. ``docs/training.md`` lists every key with its default.
+dataclasses of ``zoo.train.schema``: an unknown key, a wrong type, a number out of range or a missing
+field is one ``ZooError`` naming the file, the key and what was expected. ``docs/training.md`` lists
+every key with its default.
 
 A recipe with ``stages:`` runs one stage after another; the top-level keys are defaults every stage
 inherits, and a stage may name an earlier stage's exported model as ``"stage:NAME"``.
@@ -229,15 +230,7 @@ def _finish(raw: dict, where: str, prefix: str) -> Recipe:
         raise ZooError(f"{where}: key '{prefix}model.config' goes with 'target'; with 'name' use 'model.overrides'")
     if recipe.data.train is None:
         raise ZooError(f"{where}: missing key '{prefix}data.train' (a dataset spec such as 'synthetic-images')")
-    for key in ("steps", "batch_size", "grad_accum"):
-        if getattr(recipe, key) < 1:
-            raise ZooError(f"{where}: key '{prefix}{key}' must be at least 1, got {getattr(recipe, key)}")
-    if recipe.checkpoint.keep < 1:
-        raise ZooError(f"{where}: key '{prefix}checkpoint.keep' must be at least 1, got {recipe.checkpoint.keep}")
-    if recipe.log.every < 1:
-        raise ZooError(f"{where}: key '{prefix}log.every' must be at least 1, got {recipe.log.every}")
-    if recipe.ema is not None and not 0.0 <= recipe.ema.decay < 1.0:
-        raise ZooError(f"{where}: key '{prefix}ema.decay' must lie in [0, 1), got {recipe.ema.decay}")
+    # numbers out of range (steps < 1, a negative learning rate, seed: -1) were refused by build, see schema._range
     return recipe
 
 

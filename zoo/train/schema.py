@@ -1,14 +1,16 @@
 """The recipe schema: dataclasses for every key, and the validation that turns a mapping into them.
 
-``build(Recipe, mapping, where)`` checks every key against the dataclasses' type hints: an unknown
-key (with the closest known one), a wrong type or a bad choice is one ``ZooError`` naming ``where``
-(the file), the dotted key and what was expected. ``docs/training.md`` lists every key and default.
+``build(Recipe, mapping, where)`` checks every key against the dataclasses' type hints and the ranges
+their fields declare (``_range``): an unknown key (with the closest known one), a wrong type, a bad
+choice or a number out of range is one ``ZooError`` naming ``where`` (the file), the dotted key and
+what was expected. ``docs/training.md`` lists every key and default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,17 @@ from typing import Any, Literal, Union
 from zoo.errors import ZooError
 
 # -- the schema -----------------------------------------------------------------------------------------
+
+
+def _range(low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False) -> dict:
+    """Field metadata: the value (each item, for a list) lies between ``low`` and ``high``; null passes."""
+    return {"range": (low, high, low_open, high_open)}
+
+
+AT_LEAST_0, AT_LEAST_1, ABOVE_0 = _range(0), _range(1), _range(0, low_open=True)
+# numpy seeds below 2**32; a 31-bit seed leaves room for the per-process seeds (seed + rank)
+SEED_RANGE = _range(0, 2**31 - 1)
 
 
 @dataclass
@@ -36,27 +49,27 @@ class DataSpec:
 
     train: str | dict | None = None
     val: str | dict | None = None
-    num_workers: int = 0
-    crop: int | None = None  # random square crop of images, in pixels
+    num_workers: int = field(default=0, metadata=AT_LEAST_0)
+    crop: int | None = field(default=None, metadata=AT_LEAST_1)  # random square crop of images, in pixels
     flip: bool = False  # random horizontal flip of images
-    audio_seconds: float | None = None  # random crop of audio clips to this length
+    audio_seconds: float | None = field(default=None, metadata=ABOVE_0)  # random crop of audio clips to this length
 
 
 @dataclass
 class OptimizerSpec:
     name: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
+    lr: float = field(default=1e-3, metadata=AT_LEAST_0)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata=_range(0, 1, high_open=True))
+    eps: float = field(default=1e-8, metadata=AT_LEAST_0)
+    weight_decay: float = field(default=0.0, metadata=AT_LEAST_0)
+    momentum: float = field(default=0.9, metadata=AT_LEAST_0)  # sgd only
 
 
 @dataclass
 class ScheduleSpec:
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    warmup_steps: int = field(default=0, metadata=AT_LEAST_0)  # linear warm-up from 0 to lr
     decay: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = 0.1  # the decay ends at lr * min_lr_ratio
+    min_lr_ratio: float = field(default=0.1, metadata=_range(0, 1))  # the decay ends at lr * min_lr_ratio
 
 
 @dataclass
@@ -69,30 +82,30 @@ class DiscriminatorSpec:
 
 @dataclass
 class EMASpec:
-    decay: float = 0.999
-    start_step: int = 0  # before this step the EMA copies the weights
+    decay: float = field(default=0.999, metadata=_range(0, 1, high_open=True))
+    start_step: int = field(default=0, metadata=AT_LEAST_0)  # before this step the EMA copies the weights
     export: bool = True  # export the EMA weights instead of the raw ones
 
 
 @dataclass
 class CheckpointSpec:
-    every: int = 0  # 0: no intermediate checkpoints
-    keep: int = 2  # how many recent checkpoints to keep
+    every: int = field(default=0, metadata=AT_LEAST_0)  # 0: no intermediate checkpoints
+    keep: int = field(default=2, metadata=AT_LEAST_1)  # how many recent checkpoints to keep
 
 
 @dataclass
 class LogSpec:
-    every: int = 10
+    every: int = field(default=10, metadata=AT_LEAST_1)
     progress: bool = True  # tqdm bar on stderr
     tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed
 
 
 @dataclass
 class EvalSpec:
-    every: int = 0  # 0: only at the end of the stage
+    every: int = field(default=0, metadata=AT_LEAST_0)  # 0: only at the end of the stage
     suite: str | None = None  # an eval suite YAML, run with zoo.evaluate.run_suite
-    limit: int | None = None  # items per dataset for the suite
-    val_batches: int = 8  # batches of data.val for the validation losses
+    limit: int | None = field(default=None, metadata=AT_LEAST_1)  # items per dataset for the suite
+    val_batches: int = field(default=8, metadata=AT_LEAST_1)  # batches of data.val for the validation losses
 
 
 @dataclass
@@ -103,13 +116,13 @@ class Recipe:
     data: DataSpec = field(default_factory=DataSpec)
     name: str = ""
     description: str = ""
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED_RANGE)
     output_dir: str = ""  # default: runs/<name>
-    steps: int = 1000
-    batch_size: int = 32  # samples per micro-step, over all processes
-    grad_accum: int = 1  # micro-steps per optimiser step
+    steps: int = field(default=1000, metadata=AT_LEAST_1)
+    batch_size: int = field(default=32, metadata=AT_LEAST_1)  # samples per micro-step, over all processes
+    grad_accum: int = field(default=1, metadata=AT_LEAST_1)  # micro-steps per optimiser step
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    grad_clip: float | None = 1.0  # max global gradient norm; null disables
+    grad_clip: float | None = field(default=1.0, metadata=ABOVE_0)  # max global gradient norm; null disables
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     discriminator: DiscriminatorSpec = field(default_factory=DiscriminatorSpec)
@@ -198,12 +211,32 @@ def _coerce(value: Any, hint: Any, key: str, where: str, partial: bool) -> Any:
     raise ZooError(f"{where}: key {key!r} must be {_describe(hint)}, got {type(value).__name__} {shown}")
 
 
+def _check_range(value: Any, rule: tuple, key: str, where: str) -> None:
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_range(item, rule, f"{key}[{index}]", where)
+        return
+    if value is None:
+        return
+    low, high, low_open, high_open = rule
+    # written so that NaN fails every comparison; infinities are refused as well
+    inside = math.isfinite(value) and (low is None or (value > low if low_open else value >= low)) and (
+        high is None or (value < high if high_open else value <= high))
+    if not inside:
+        if high is None:
+            expected = f"greater than {low}" if low_open else f"at least {low}"
+        else:
+            expected = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ZooError(f"{where}: key {key!r} must be {expected}, got {value!r}")
+
+
 def build(cls: type, raw: Any, where: str, prefix: str = "", partial: bool = False) -> Any:
     """Validate a mapping into dataclass ``cls``; ``partial`` checks keys and types only (for included files)."""
     if not isinstance(raw, dict):
         raise ZooError(f"{where}: key {prefix.rstrip('.') or '(top level)'!r} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     values = {}
     for key, value in raw.items():
         if key not in hints:
@@ -211,6 +244,8 @@ def build(cls: type, raw: Any, where: str, prefix: str = "", partial: bool = Fal
             hint = f"did you mean {prefix + close[0]!r}?" if close else f"known keys: {', '.join(names)}"
             raise ZooError(f"{where}: unknown key {prefix + str(key)!r} ({hint})")
         values[key] = _coerce(value, hints[key], prefix + key, where, partial)
+        if "range" in fields[key].metadata:
+            _check_range(values[key], fields[key].metadata["range"], prefix + key, where)
     if partial:
         return values
     return cls(**values)

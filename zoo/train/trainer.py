@@ -11,7 +11,8 @@ Families plug in through two methods and know nothing about the loop:
 Text tokenizers trained without gradients (BPE, Unigram) implement ``fit(texts)`` instead.
 
 Distributed runs (``accelerate launch -m zoo train RECIPE``) use accelerate for the process group,
-devices, mixed precision and checkpoints. The model is not wrapped in DistributedDataParallel:
+devices and mixed precision; checkpoints are zoo's own safetensors + JSON folders (``zoo.train.checkpoint``:
+accelerate's ``save_state`` pickles). The model is not wrapped in DistributedDataParallel:
 losses come from ``training_losses``, not ``forward``, and GAN families run two backward passes
 per step, two things DDP's hooks do not expect. Instead every process starts from the same weights
 (same seed, then copied from the main process), gradients are averaged across processes once per
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -72,7 +74,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     if not _has_trainable_parameters(model):
         return fit_and_export(model, dataset, out_dir, accelerator, log, metadata)
 
-    # prepare_model places the model and registers it with save_state/load_state; evaluation_mode=True
+    # prepare_model places the model on the device (and wraps it for mixed precision); evaluation_mode=True
     # keeps it out of DistributedDataParallel (see the module docstring for why).
     model = accelerator.prepare_model(model, evaluation_mode=True)
     model.train()
@@ -102,17 +104,18 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
     if main:
         remove_partial(checkpoint_root)
     start_step, samples_seen, changed = 0, 0, []
+    optimizers = [optimizer] + ([disc_optimizer] if disc_optimizer is not None else [])
     latest = None
     if resume:
-        latest, skipped = newest_usable_checkpoint(checkpoint_root, world, ema is not None)
-        for reason in skipped:
-            accelerator.print(f"zoo train: warning: skipping a damaged checkpoint: {reason}")
+        latest, state, skipped = newest_usable_checkpoint(checkpoint_root, world, len(optimizers), ema is not None)
         if skipped:
             log.write({"event": "skipped_checkpoints", "reasons": skipped, "resuming_from": str(latest)})
-            if latest is None:
-                accelerator.print("zoo train: warning: no checkpoint could be read; starting from step 0")
+        for reason in skipped if main else []:
+            print(f"zoo train: warning: skipping a damaged checkpoint ({reason}); resuming from {latest}",
+                  file=sys.stderr)
     if latest is not None:
-        state = load_checkpoint(accelerator, latest, ema)  # weights, optimisers, EMA and every process's RNG
+        # weights, optimisers, loss scaler, EMA and every process's RNG states
+        load_checkpoint(accelerator, latest, state, model, optimizers, ema)
         start_step, samples_seen = state["step"], state.get("samples", 0)
         changed = changed_settings(state.get("recipe", {}), metadata["recipe"])
         if changed:
@@ -225,7 +228,9 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
                 done,
                 recipe.checkpoint.keep,
                 {"samples": samples_seen, "recipe": metadata["recipe"]},
-                ema.state_dict() if ema is not None else None,
+                model,
+                optimizers,
+                ema,
             )
     progress.close()
 
@@ -268,16 +273,27 @@ def make_accelerator(mixed_precision: str) -> Accelerator:
 
 
 def build_model(spec: ModelSpec):
-    """A registry entry (or ``save_pretrained`` folder) with overrides, or a ``target`` class with its config."""
-    if spec.target is not None:
-        from zoo.pretrained import Pretrained
-        from zoo.targets import resolve_class
+    """A registry entry (or ``save_pretrained`` folder) with overrides, or a ``target`` class with its config.
 
-        cls = resolve_class(spec.target, base=Pretrained, where="recipe model")
-        return cls(**{**spec.config, **spec.overrides})
-    from zoo.loading import load_tokenizer
+    A constructor that fails on the recipe's values (``channels: -8``: torch cannot make the tensor) is the
+    recipe's error, named in one line with the values given."""
+    try:
+        if spec.target is not None:
+            from zoo.pretrained import Pretrained, build_checked
+            from zoo.targets import resolve_class
 
-    return load_tokenizer(spec.name, pretrained=spec.pretrained, **spec.overrides)
+            cls = resolve_class(spec.target, base=Pretrained, where="recipe model")
+            return build_checked(cls, {**spec.config, **spec.overrides}, "recipe model")
+        from zoo.loading import load_tokenizer
+
+        return load_tokenizer(spec.name, pretrained=spec.pretrained, owner="recipe model", **spec.overrides)
+    except ZooError:
+        raise
+    except (RuntimeError, ValueError, AssertionError) as err:
+        given = {**spec.config, **spec.overrides}
+        shown = repr(given) if len(repr(given)) <= 120 else repr(given)[:117] + "..."
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ZooError(f"recipe model {spec.target or spec.name!r} cannot be built with {shown}: {reason}") from None
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
