@@ -24,7 +24,8 @@ from typing import Any
 
 from zoo.data.token_shards import MANIFEST, shard_name
 from zoo.errors import ZooError
-from zoo.tokenize.shards import Plan, complete_shard, describe_run, encode_shard, write_atomically
+from zoo.pretrained import atomic_write_bytes as write_atomically
+from zoo.tokenize.shards import Plan, complete_shard, describe_run, encode_shard
 
 RUN_RECORD = "run.json"  # what the shards of this folder depend on; a rerun must match it
 # Settings a worker process needs to build the same tokenizer and source as the driver.
@@ -119,7 +120,7 @@ def tokenize(name: str, source: Any, out: str | Path, workers: int = 1, items_pe
         raise ZooError(f"tokenize: the source {source!r} holds no items")
     description = describe_run(tokenizer, name, source, plan)
     _check_run(out, description, overwrite)
-    for leftover in out.glob(".shard-*.part"):  # a killed writer's temporary file: redone below
+    for leftover in out.glob(".shard-*.tmp"):  # a killed writer's temporary file: redone below
         leftover.unlink()
     todo = [s for s in range(plan.shards) if complete_shard(out / shard_name(s), len(plan.items(s))) is None]
     done_before = plan.shards - len(todo)
