@@ -16,8 +16,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from zoo.analysis import SymbolTable, count_category, infer_mixture, load_bpe, log10_mse, mixture_mse, solve_mixture
 from zoo.analysis.merges import merges_from_ranks, train_byte_level_bpe
 from zoo.analysis.pair_counts import count_pairs_through_merges
-from zoo.analysis.vocab import BYTE_TO_CHAR, bytes_to_symbols, symbols_to_bytes
+from zoo.analysis.vocab import bytes_to_symbols, symbols_to_bytes
 from zoo.errors import ZooError
+from zoo.text.bytelevel import BYTE_TO_CHAR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +86,8 @@ def test_byte_alphabet_is_gpt2s():
     data = bytes(range(256))
     assert symbols_to_bytes(bytes_to_symbols(data)) == data
     assert set(BYTE_TO_CHAR.values()) == set(pre_tokenizers.ByteLevel.alphabet())
+    with pytest.raises(ZooError, match="not written in the byte-level alphabet .character '中'."):
+        symbols_to_bytes("Ġa中b")  # the first character no byte stands for is named
 
 
 def test_pair_counts_by_hand():

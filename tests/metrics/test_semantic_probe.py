@@ -115,8 +115,11 @@ def test_errors_name_the_problem():
     metric = build_metric("semantic-probe", train=TRAIN, limit=200)
     batch = _batches(TEST)[0]
     del batch["label"]
-    with pytest.raises(ZooError, match="no 'label' entries"):
+    with pytest.raises(ZooError, match="semantic probe: the suite's data has no 'label' labels"):
         metric.update(EvalContext(BrightnessTokenizer(), batch))
+    metric = build_metric("semantic-probe", train=TRAIN, limit=200, num_labels=5)
+    with pytest.raises(ZooError, match=r"semantic probe: labels must lie in \[0, 5\), got \[0, 9\]; raise num_labels"):
+        metric.update(EvalContext(BrightnessTokenizer(), _batches(TEST)[0]))
 
 
 def test_suite_runs_the_probe_on_registry_tokenizers():

@@ -3,8 +3,9 @@
 Both analyses here need a tokenizer's tokens as *bytes*: mixture inference replays a BPE's merges
 on byte strings, and embedding transfer matches tokens of two vocabularies by their bytes. Byte-level
 BPEs (GPT-2, Llama 3, tiktoken) write bytes as printable characters (GPT-2's ``bytes_to_unicode``
-table: ``" "`` is ``"Ġ"``); ``BYTE_TO_CHAR`` / ``CHAR_TO_BYTE`` translate both ways, and every
-byte string in this package is kept in that alphabet so that merges and pieces compare as ``str``.
+table: ``" "`` is ``"Ġ"``, held once in ``zoo.text.bytelevel``); ``bytes_to_symbols`` / ``symbols_to_bytes``
+translate both ways, and every byte string in this package is kept in that alphabet so that merges and
+pieces compare as ``str``.
 """
 
 from __future__ import annotations
@@ -16,38 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.text.bytelevel import CHAR_TO_BYTE, from_byte_chars, to_byte_chars
 
-
-def _byte_alphabet() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table (https://github.com/openai/gpt-2, encoder.py).
-
-    Printable Latin-1 bytes stand for themselves; the 68 others (controls, space, NBSP, soft hyphen)
-    take the code points 256, 257, ... in byte order.
-    """
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in keep}
-    shifted = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + shifted)
-            shifted += 1
-    return table
-
-
-BYTE_TO_CHAR: dict[int, str] = _byte_alphabet()
-CHAR_TO_BYTE: dict[str, int] = {c: b for b, c in BYTE_TO_CHAR.items()}
-
-
-def bytes_to_symbols(data: bytes) -> str:
-    """Bytes written in the byte-level alphabet, one character per byte."""
-    return "".join(BYTE_TO_CHAR[b] for b in data)
+# The analyses' name for the byte-level spelling of bytes (zoo.text.bytelevel holds the one table).
+bytes_to_symbols = to_byte_chars
 
 
 def symbols_to_bytes(symbols: str) -> bytes:
-    try:
-        return bytes(CHAR_TO_BYTE[c] for c in symbols)
-    except KeyError as err:
-        raise ZooError(f"{symbols!r} is not written in the byte-level alphabet (character {err.args[0]!r})") from None
+    """Inverse of ``bytes_to_symbols``; an error names the first character outside the byte-level alphabet."""
+    data = from_byte_chars(symbols)
+    if data is None:
+        stray = next(c for c in symbols if c not in CHAR_TO_BYTE)
+        raise ZooError(f"{symbols!r} is not written in the byte-level alphabet (character {stray!r})")
+    return data
 
 
 def is_byte_level(tokenizer_json: dict) -> bool:

@@ -22,19 +22,18 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
+from zoo.metrics.probe import batch_labels, check_label_range
 
 
 def valid_token_labels(ctx: EvalContext, label_key: str, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Every valid token id of the batch ``[M]`` with its clip's label ``[M]``."""
-    labels = ctx.batch.get(label_key)
-    if labels is None:
-        raise ZooError(f"token purity: the suite's data has no {label_key!r} labels (keys: {sorted(ctx.batch)})")
+    labels = batch_labels(ctx.batch, label_key, "token purity", "the suite's data")
     encoded = ctx.encoded
     ids = encoded.ids.cpu()
     if ids.ndim == 3:
         ids = ids[..., level]
     valid = torch.arange(ids.shape[1]).unsqueeze(0) < encoded.lengths.cpu().unsqueeze(1)  # [B, N]
-    token_labels = torch.as_tensor(labels).long().cpu().unsqueeze(1).expand_as(ids)
+    token_labels = labels.unsqueeze(1).expand_as(ids)
     return ids[valid], token_labels[valid]
 
 
@@ -93,11 +92,7 @@ class TokenPurity(Metric):
         if self.vocab_size is None:
             self.setup(ctx.tokenizer)
         ids, labels = valid_token_labels(ctx, self.label_key, self.level)
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_labels):
-            raise ZooError(
-                f"token purity: labels must lie in [0, {self.num_labels}), got [{labels.min()}, {labels.max()}]; "
-                "raise num_labels"
-            )
+        check_label_range(labels, self.num_labels, "token purity")
         flat = labels * self.vocab_size + ids
         self.joint += torch.bincount(flat, minlength=self.joint.numel()).view_as(self.joint).double()
 

@@ -13,6 +13,7 @@ logistic regression on features of a labelled train split, then report accuracy 
 
 The train split is read by the metric itself (option ``train``, a dataset spec) before the first
 held-out batch; the held-out state is summable (correct, total and label counts for chance level).
+``ProbeMetric`` holds that machinery once for every probe (``zoo.metrics.semantic_probe`` too).
 """
 
 from __future__ import annotations
@@ -112,7 +113,98 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, C: float = 1.0, m
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)).fit(features, labels)
 
 
-class LinearProbe(Metric):
+def batch_labels(batch: dict, key: str, what: str, where: str) -> torch.Tensor:
+    """The labels ``[B]`` (long, CPU) of a batch; ``what`` names the metric and ``where`` the data in the error."""
+    if key not in batch:
+        raise ZooError(f"{what}: {where} has no {key!r} labels (keys: {sorted(batch)})")
+    return torch.as_tensor(batch[key]).long().cpu()
+
+
+def check_label_range(labels: torch.Tensor, num_labels: int, what: str) -> None:
+    """Labels must index the metric's ``num_labels``-long count state."""
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+        raise ZooError(f"{what}: labels must lie in [0, {num_labels}), got [{int(labels.min())}, "
+                       f"{int(labels.max())}]; raise num_labels")
+
+
+class ProbeMetric(Metric):
+    """A logistic-regression probe per view of frozen features: fitted on a labelled train split when the suite
+    reaches the tokenizer, scored on the suite's (held-out) data.
+
+    A subclass names its ``views`` and reads them in ``view_features``; this class owns the train split, the fit
+    and the summable held-out state: correct counts per view, the item count and label counts (chance level).
+    """
+
+    what: ClassVar[str] = "probe"  # names the metric in its errors
+
+    def __init__(self, train: str | dict, views: list[str], label_key: str, limit: int | None, batch_size: int,
+                 C: float, max_iter: int, num_labels: int) -> None:
+        super().__init__()
+        self.train_spec, self.views, self.label_key = train, list(views), label_key
+        self.limit, self.batch_size, self.C, self.max_iter = limit, batch_size, C, max_iter
+        self.add_state("correct", torch.zeros(len(self.views), dtype=torch.float64))
+        self.add_state("total", torch.zeros((), dtype=torch.float64))
+        self.add_state("label_counts", torch.zeros(num_labels, dtype=torch.float64))
+        self.probes: dict | None = None
+        self.train_items = 0
+
+    def view_features(self, ctx: EvalContext) -> dict[str, np.ndarray]:
+        """Features ``[B, D]`` of one batch per view (``ctx.ids`` is the batch's one shared encoding)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        super().reset()
+        self.probes = None
+
+    def _labels(self, batch: dict, where: str) -> np.ndarray:
+        return batch_labels(batch, self.label_key, self.what, where).numpy()
+
+    def setup(self, tokenizer, data_key: str | None = None) -> None:
+        """Read the train split's features with the frozen tokenizer and fit one probe per view."""
+        from zoo.data import collate, load_dataset
+
+        dataset = load_dataset(self.train_spec)
+        count = len(dataset) if self.limit is None else min(self.limit, len(dataset))
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(dataset, range(count)), batch_size=self.batch_size, collate_fn=collate
+        )
+        where = f"train data {self.train_spec!r}"
+        features: dict[str, list] = {view: [] for view in self.views}
+        labels = []
+        for batch in loader:
+            if tokenizer.modality not in batch:
+                raise ZooError(f"{self.what}: {where} yields no {tokenizer.modality!r} entries")
+            for view, values in self.view_features(EvalContext(tokenizer, batch)).items():
+                features[view].append(values)
+            labels.append(self._labels(batch, where))
+        if not labels or len(np.unique(np.concatenate(labels))) < 2:
+            raise ZooError(f"{self.what}: {where} needs items of at least two labels")
+        y = np.concatenate(labels)
+        self.probes = {view: fit_linear_probe(np.concatenate(features[view]), y, self.C, self.max_iter)
+                       for view in self.views}
+        self.train_items = count
+
+    def update(self, ctx: EvalContext) -> None:
+        if self.probes is None:
+            self.setup(ctx.tokenizer)
+        labels = self._labels(ctx.batch, "the suite's data")
+        check_label_range(torch.as_tensor(labels), len(self.label_counts), self.what)
+        features = self.view_features(ctx)
+        for index, view in enumerate(self.views):
+            self.correct[index] += float((self.probes[view].predict(features[view]) == labels).sum())
+        self.total += float(labels.size)
+        self.label_counts += torch.bincount(torch.as_tensor(labels), minlength=len(self.label_counts)).double()
+
+    def compute(self) -> dict[str, float]:
+        if float(self.total) == 0:
+            raise ZooError(f"{self.what}: no held-out item was seen")
+        result = {view: float(self.correct[i] / self.total) for i, view in enumerate(self.views)}
+        result["chance"] = float(self.label_counts.max() / self.total)
+        result["train_items"] = float(self.train_items)
+        return result
+
+
+class LinearProbe(ProbeMetric):
     """Accuracy of a logistic regression on frozen features, trained on ``train`` and scored on the suite data.
 
     Args:
@@ -127,6 +219,7 @@ class LinearProbe(Metric):
     """
 
     name: ClassVar[str] = "linear-probe"
+    what: ClassVar[str] = "linear probe"
     higher_is_better: ClassVar[bool | None] = True
     directions: ClassVar[dict[str, bool | None]] = {"accuracy": True, "chance": None, "train_items": None}
 
@@ -141,60 +234,10 @@ class LinearProbe(Metric):
         max_iter: int = 2000,
         num_labels: int = 1024,
     ) -> None:
-        super().__init__()
         if features not in FEATURES:
             raise ZooError(f"linear probe: features must be one of {FEATURES}, got {features!r}")
-        self.train_spec, self.features, self.label_key = train, features, label_key
-        self.limit, self.batch_size, self.C, self.max_iter = limit, batch_size, C, max_iter
-        self.add_state("correct", torch.zeros((), dtype=torch.float64))
-        self.add_state("total", torch.zeros((), dtype=torch.float64))
-        self.add_state("label_counts", torch.zeros(num_labels, dtype=torch.float64))
-        self.classifier = None
-        self.train_items = 0
+        super().__init__(train, ["accuracy"], label_key, limit, batch_size, C, max_iter, num_labels)
+        self.features = features
 
-    def reset(self) -> None:
-        super().reset()
-        self.classifier = None
-
-    def _labels(self, batch: dict, where: str) -> np.ndarray:
-        if self.label_key not in batch:
-            raise ZooError(f"linear probe: {where} has no {self.label_key!r} labels (keys: {sorted(batch)})")
-        return torch.as_tensor(batch[self.label_key]).long().cpu().numpy()
-
-    def setup(self, tokenizer, data_key: str | None = None) -> None:
-        """Extract train features with the frozen tokenizer and fit the classifier."""
-        from zoo.data import collate, load_dataset
-
-        dataset = load_dataset(self.train_spec)
-        count = len(dataset) if self.limit is None else min(self.limit, len(dataset))
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(dataset, range(count)), batch_size=self.batch_size, collate_fn=collate
-        )
-        xs, ys = [], []
-        for batch in loader:
-            xs.append(probe_features(tokenizer, batch, self.features).numpy())
-            ys.append(self._labels(batch, f"train data {self.train_spec!r}"))
-        if not xs or len(np.unique(np.concatenate(ys))) < 2:
-            raise ZooError(f"linear probe: train data {self.train_spec!r} needs items of at least two labels")
-        self.classifier = fit_linear_probe(np.concatenate(xs), np.concatenate(ys), self.C, self.max_iter)
-        self.train_items = count
-
-    def update(self, ctx: EvalContext) -> None:
-        if self.classifier is None:
-            self.setup(ctx.tokenizer)
-        labels = self._labels(ctx.batch, "the suite's data")
-        if labels.size and (labels.min() < 0 or labels.max() >= len(self.label_counts)):
-            raise ZooError(f"linear probe: labels must lie in [0, {len(self.label_counts)}); raise num_labels")
-        predicted = self.classifier.predict(probe_features(ctx.tokenizer, ctx.batch, self.features).numpy())
-        self.correct += float((predicted == labels).sum())
-        self.total += float(labels.size)
-        self.label_counts += torch.bincount(torch.as_tensor(labels), minlength=len(self.label_counts)).double()
-
-    def compute(self) -> dict[str, float]:
-        if float(self.total) == 0:
-            raise ZooError("linear probe: no held-out item was seen")
-        return {
-            "accuracy": float(self.correct / self.total),
-            "chance": float(self.label_counts.max() / self.total),
-            "train_items": float(self.train_items),
-        }
+    def view_features(self, ctx: EvalContext) -> dict[str, np.ndarray]:
+        return {"accuracy": probe_features(ctx.tokenizer, ctx.batch, self.features).numpy()}

@@ -15,6 +15,11 @@ from zoo.text.base import text_to_bytes
 
 
 def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (https://github.com/openai/gpt-2, encoder.py).
+
+    Printable Latin-1 bytes stand for themselves; the 68 others (controls, space, NBSP, soft hyphen)
+    take the code points 256, 257, ... in byte order.
+    """
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     table = {b: chr(b) for b in printable}
     extra = 0

@@ -10,7 +10,7 @@
 
 Training loss (``training_losses``)::
 
-    loss = l1 |x - x'| + l2 (x - x')^2 + perceptual LPIPS + gan * adaptive * hinge_G     (pixel: the VQ family's)
+    loss = l1 |x - x'| + l2 (x - x')^2 + perceptual LPIPS + gan * adaptive * hinge_G     (pixel: vq/autoencoder.py's)
          + semantic * mean(1 - cos(semantic_decoder(code_sem), teacher(x)))              (semantic distillation)
          + codebook * ||sg(z) - z_q||^2 + commitment * ||z - sg(z_q)||^2                 (both codebooks, one index)
 
@@ -20,44 +20,27 @@ and is never part of the checkpoint: a trained tokenizer encodes and decodes wit
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from einops import rearrange
-from torch import nn
 
 from zoo.errors import ZooError
 from zoo.image.teachers import Teacher, build_teacher, teacher_spec
 from zoo.image.tokenflow.dual_codebook import DualCodebook, MultiScaleDualCodebook
 from zoo.image.tokenflow.parts import SemanticDecoder, SemanticEncoder, cosine_distillation_loss
-from zoo.image.vq.losses import PatchDiscriminator, PerceptualLoss, adaptive_gan_weight
-from zoo.image.vq.model import LOSS_DEFAULTS as VQ_LOSS_DEFAULTS
-from zoo.image.vq.model import VQTokenizer
-from zoo.image.vq.vqgan import Decoder, Encoder, checked_channel_mult, checked_image_grid
+from zoo.image.vq.autoencoder import PIXEL_LOSS_DEFAULTS, PixelAutoencoder, checked_options
+from zoo.image.vq.vqgan import checked_channel_mult
 from zoo.quantize import codebook_perplexity
-from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids
+from zoo.tokenizer import TokenizerOutput, check_ids
 
-# The VQ family's pixel-side terms (no LFQ entropy), plus the codebook term and the semantic distillation.
-LOSS_DEFAULTS: dict[str, Any] = {
-    **{k: v for k, v in VQ_LOSS_DEFAULTS.items() if k != "entropy"},
-    "codebook": 1.0,
-    "semantic": 1.0,
-}
+# The pixel autoencoder's options plus the dual codebook's two terms and the semantic distillation.
+LOSS_DEFAULTS: dict[str, Any] = {**PIXEL_LOSS_DEFAULTS, "commitment": 0.25, "codebook": 1.0, "semantic": 1.0}
 DECODER_DEFAULTS = {"width": 256, "depth": 3, "heads": 4}
 
 
-def _options(name: str, config: dict | None, defaults: dict) -> dict:
-    config = dict(config or {})
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ZooError(f"{name}: unknown option(s) {unknown}; expected some of {sorted(defaults)}")
-    return {**defaults, **config}
-
-
-class TokenFlowTokenizer(NeuralTokenizer):
+class TokenFlowTokenizer(PixelAutoencoder):
     """Dual-codebook image tokenizer with a shared index (see the module docstring)."""
-
-    modality: ClassVar[str] = "image"
 
     def __init__(
         self,
@@ -80,17 +63,13 @@ class TokenFlowTokenizer(NeuralTokenizer):
         loss: dict | None = None,
         seed: int = 0,
     ):
-        super().__init__()
-        channel_mult, self.downsample = checked_channel_mult(channel_mult)
         if teacher_dim < 1:
             raise ZooError(f"teacher_dim: expected the width of the teacher's features (>= 1), got {teacher_dim}")
-        self.loss_weights = _options("loss", loss, LOSS_DEFAULTS)
-        if self.loss_weights["perceptual"] > 0 and not self.loss_weights["perceptual_weights"]:
-            raise ZooError("loss.perceptual > 0 needs loss.perceptual_weights: a local safetensors file of VGG16 "
-                           "weights")
+        super().__init__(loss, LOSS_DEFAULTS)
+        channel_mult, self.downsample = checked_channel_mult(channel_mult)
         self.teacher_spec = None if teacher is None else teacher_spec(teacher)  # checked now, loaded when training
         self.teacher_dim = int(teacher_dim)
-        decoder_options = _options("semantic_decoder", semantic_decoder, DECODER_DEFAULTS)
+        decoder_options = checked_options("semantic_decoder", semantic_decoder, DECODER_DEFAULTS)
         pixel_defaults = {"channels": channels, "channel_mult": channel_mult, "num_res_blocks": num_res_blocks,
                           "z_channels": z_channels, "attention": attention}
         with torch.random.fork_rng(devices=[]):
@@ -101,22 +80,15 @@ class TokenFlowTokenizer(NeuralTokenizer):
             else:
                 self.quantize = DualCodebook(codebook_size, semantic_dim, pixel_dim, pixel_weight,
                                              restart_unused_after)
-            self.encoder = Encoder(channels, channel_mult, num_res_blocks, z_channels, attention)
-            self.quant_conv = nn.Conv2d(z_channels, pixel_dim, 1)
-            self.post_quant_conv = nn.Conv2d(pixel_dim, z_channels, 1)
-            self.decoder = Decoder(channels, channel_mult, num_res_blocks, z_channels, attention)
+            self.build_pixel_path(channels, channel_mult, num_res_blocks, z_channels, attention, pixel_dim)
             self.semantic_encoder = SemanticEncoder(dict(semantic_encoder or {"kind": "cnn"}), semantic_dim,
                                                     pixel_defaults)
             self.semantic_decoder = SemanticDecoder(semantic_dim, self.teacher_dim, **decoder_options)
-            if self.loss_weights["gan"] > 0:
-                self.discriminator = PatchDiscriminator(self.loss_weights["disc_channels"],
-                                                        self.loss_weights["disc_layers"])
+            self.build_discriminator()
         if self.semantic_encoder.downsample not in (None, self.downsample):
             raise ZooError(f"semantic_encoder: its CNN downsamples by {self.semantic_encoder.downsample}, the pixel "
                            f"encoder by {self.downsample}; the two must share the token grid")
-        # Frozen, external and training-only: kept out of the state dict (a list hides them from nn.Module).
-        self._perceptual = [PerceptualLoss(self.loss_weights["perceptual_weights"])] \
-            if self.loss_weights["perceptual"] > 0 else []
+        # Frozen, external and training-only: kept out of the state dict (a list hides it from nn.Module).
         self._teacher: list[Teacher] = []
 
     # -- contract --------------------------------------------------------------------------------------------
@@ -155,24 +127,13 @@ class TokenFlowTokenizer(NeuralTokenizer):
         return ids
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        x = checked_image_grid(x, self.downsample)
+        x = super()._check_input(x)
         if self.multi_scale:
             side = self.quantize.scales[-1] * self.downsample
             if tuple(x.shape[-2:]) != (side, side):
                 raise ZooError(f"images: this multi-scale tokenizer (scales {self.quantize.scales}, downsampling "
                                f"{self.downsample}) takes {side}x{side} images, got {x.shape[-2]}x{x.shape[-1]}")
-        return x.to(self.device)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in ``[0, 1]`` -> ids ``[B, H/f, W/f]`` (multi-scale: ``[B, sum(scale^2)]``)."""
-        x = self._check_input(x)
-        with torch.no_grad():
-            return self.quantize.quantize(self.encode_latent(x))[1]
-
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids -> images ``[B, 3, H, W]`` in ``[0, 1]`` (through the pixel half of the codes)."""
-        with torch.no_grad():
-            return self.decode_codes(self.codes_from_ids(ids)).clamp(0.0, 1.0)
+        return x
 
     def decode_semantic(self, ids: torch.Tensor) -> torch.Tensor:
         """ids -> the semantic decoder's prediction of the teacher's features ``[B, teacher_dim, h, w]``."""
@@ -182,9 +143,13 @@ class TokenFlowTokenizer(NeuralTokenizer):
     # -- pieces ---------------------------------------------------------------------------------------------
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Images in ``[0, 1]`` -> ``[z_sem; z_pix]`` ``[B, semantic_dim + pixel_dim, h, w]`` before quantisation."""
-        z_pix = self.quant_conv(self.encoder(2.0 * x - 1.0))
+        z_pix = super().encode_latent(x)
         z_sem = self.semantic_encoder(x, tuple(z_pix.shape[-2:]))
         return torch.cat([z_sem, z_pix], dim=1)
+
+    def ids_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """``[z_sem; z_pix]`` -> shared ids ``[B, h, w]`` (multi-scale: ``[B, sum(scale^2)]``)."""
+        return self.quantize.quantize(latent)[1]
 
     def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """ids -> codes ``[B, semantic_dim + pixel_dim, h, w]`` (multi-scale: summed over scales)."""
@@ -194,9 +159,8 @@ class TokenFlowTokenizer(NeuralTokenizer):
         return rearrange(self.quantize.lookup(ids), "b h w d -> b d h w")
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes ``[B, semantic_dim + pixel_dim, h, w]`` -> images in ``[0, 1]`` (unclamped, for losses)."""
-        pixel = codes[:, self.semantic_dim:]
-        return (self.decoder(self.post_quant_conv(pixel)) + 1.0) / 2.0
+        """Codes ``[B, semantic_dim + pixel_dim, h, w]`` -> images in ``[0, 1]`` through the pixel half (unclamped)."""
+        return super().decode_codes(codes[:, self.semantic_dim:])
 
     def teacher(self) -> Teacher:
         """The frozen teacher, loaded on first use (training only)."""
@@ -208,19 +172,10 @@ class TokenFlowTokenizer(NeuralTokenizer):
             self._teacher.append(build_teacher(self.teacher_spec))
         return self._teacher[0].to(self.device)
 
-    # -- forward and the loss -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> TokenizerOutput:
-        """Reconstruct a batch: pixel and quantiser losses (no teacher, no GAN); ``extras["semantic"]`` holds the
-        semantic decoder's prediction."""
-        return self._run(self._check_input(x), step=None)
-
-    def training_losses(self, batch: dict, step: int) -> TokenizerOutput:
-        if "image" not in batch:
-            raise ZooError(f"TokenFlowTokenizer: batch has no 'image' entry (keys: {sorted(batch)})")
-        return self._run(self._check_input(batch["image"]), step=step)
-
+    # -- the loss -------------------------------------------------------------------------------------------
     def _run(self, x: torch.Tensor, step: int | None) -> TokenizerOutput:
-        weights = self.loss_weights
+        """Pixel and quantiser losses, plus the semantic distillation at training steps (``forward`` needs no
+        teacher); ``extras["semantic"]`` holds the semantic decoder's prediction."""
         target = None
         if step is not None:  # training (and validation): the teacher's features are the semantic target
             teacher = self.teacher()
@@ -233,38 +188,14 @@ class TokenFlowTokenizer(NeuralTokenizer):
         codes, ids, quantizer_losses = self.quantize.quantize(self.encode_latent(x))
         reconstruction = self.decode_codes(codes)
         prediction = self.semantic_decoder(codes[:, : self.semantic_dim])
-
-        losses: dict[str, torch.Tensor] = {
-            "l1": (reconstruction - x).abs().mean(),
-            "l2": (reconstruction - x).square().mean(),
-        }
-        if self._perceptual:
-            net = self._perceptual[0].to(x.device)
-            losses["perceptual"] = net(2.0 * reconstruction - 1.0, 2.0 * x - 1.0)
-        rec_loss = sum(weights[name] * losses[name] for name in list(losses))
-        total = rec_loss
-        for name, value in quantizer_losses.items():
-            losses[name] = value
-            total = total + weights[name] * value
+        terms = dict(quantizer_losses)
         if target is not None:
-            losses["semantic"] = cosine_distillation_loss(prediction, target.to(prediction.dtype))
-            total = total + weights["semantic"] * losses["semantic"]
-        if self._gan_active(step):
-            gan = self._generator_gan_loss(reconstruction)
-            adaptive = adaptive_gan_weight(rec_loss, gan, self.decoder.conv_out.weight, weights["adaptive_weight_max"])
-            losses["gan"], losses["gan_adaptive_weight"] = gan, adaptive
-            total = total + weights["gan"] * adaptive * gan
-        losses["loss"] = total
+            terms["semantic"] = cosine_distillation_loss(prediction, target.to(prediction.dtype))
+        losses = self.pixel_losses(x, reconstruction, terms, step)
         valid = ids.detach()[ids.detach() >= 0]
         extras = {"semantic": prediction, "perplexity": codebook_perplexity(valid, self.vocab_size)}
         return TokenizerOutput(output=reconstruction, indices=ids, losses=losses, extras=extras)
 
-    # The GAN phases and the discriminator's hinge loss are the VQ family's (zoo.image.vq.model), shared, not rewritten.
-    _gan_active = VQTokenizer._gan_active
-    _generator_gan_loss = VQTokenizer._generator_gan_loss
-    discriminator_losses = VQTokenizer.discriminator_losses
-
     def extra_repr(self) -> str:
         scales = f", scales={self.quantize.scales}" if self.multi_scale else ""
-        return (f"downsample={self.downsample}, vocab_size={self.vocab_size}, semantic_dim={self.semantic_dim}, "
-                f"pixel_dim={self.quantize.pixel_dim}{scales}")
+        return f"{super().extra_repr()}, semantic_dim={self.semantic_dim}, pixel_dim={self.quantize.pixel_dim}{scales}"

@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.tokenizer import check_images
+from zoo.tokenizer import check_image_shape, check_images
 
 
 def checked_channel_mult(channel_mult) -> tuple[list[int], int]:
@@ -28,26 +28,27 @@ def checked_channel_mult(channel_mult) -> tuple[list[int], int]:
     return channel_mult, 2 ** (len(channel_mult) - 1)
 
 
-# The most token positions one image may give. The bottleneck's self-attention costs time quadratic in them
-# and the activations memory linear in the pixels: 128x128 tokens (a 1024x1024 image at f8) took 16 s and
-# 3.1 GB in vq-f8's encode on this project's 2-core CPU; a 2048x2048 image was killed for memory.
+# The most token positions one image may give. The bottleneck's self-attention takes time quadratic in them;
+# memory is linear in the pixels since AttentionBlock runs the flash kernel (before, the [N, N] weights were
+# materialised: 2.4 GiB at 1024x1024 and a 16 GiB allocation, killed, at 2048x2048). vq-f8's encode on this
+# project's 2-core CPU: 1024x1024 (128x128 tokens) 340 MiB, 4 s; 2048x2048 (256x256) 1.3 GiB, 30 s.
 MAX_TOKENS = 128 * 128
 
 
 def checked_image_grid(x: torch.Tensor, downsample: int, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
     """Images ``[B, 3, H, W]`` in ``[0, 1]`` (float32) whose sides the encoder's downsampling factor divides and
-    whose token grid is at most ``max_tokens`` positions (checked before any compute)."""
-    x = check_images(x)
-    if x.shape[-2] % downsample or x.shape[-1] % downsample:
+    whose token grid is at most ``max_tokens`` positions (sizes are checked before any value is read)."""
+    height, width = check_image_shape(x)[-2:]
+    if height % downsample or width % downsample:
         raise ZooError(f"images: height and width must be multiples of {downsample} (the downsampling "
-                       f"factor), got {x.shape[-2]}x{x.shape[-1]}")
-    grid = (x.shape[-2] // downsample, x.shape[-1] // downsample)
+                       f"factor), got {height}x{width}")
+    grid = (height // downsample, width // downsample)
     if grid[0] * grid[1] > max_tokens:
         side = math.isqrt(max_tokens) * downsample
-        raise ZooError(f"images: {x.shape[-2]}x{x.shape[-1]} gives a {grid[0]}x{grid[1]} token grid, above the "
+        raise ZooError(f"images: {height}x{width} gives a {grid[0]}x{grid[1]} token grid, above the "
                        f"{max_tokens} positions this tokenizer serves (about {side}x{side} pixels); resize or tile "
                        "the image")
-    return x
+    return check_images(x)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
