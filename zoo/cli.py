@@ -19,6 +19,7 @@ EXTENSIONS = {
     "eval": ("zoo.evaluate.command", "run an evaluation suite over tokenizers"),
     "analyze": ("zoo.analysis.command", "analyse tokenizers (e.g. infer a BPE's training-data mixture)"),
     "transfer": ("zoo.transfer.command", "initialise embeddings for a new vocabulary"),
+    "tokenize": ("zoo.tokenize.command", "turn a dataset into sharded token files (Ray Data)"),
 }
 
 
@@ -52,43 +53,73 @@ def cmd_info(args) -> int:
         _print_json(record)
         return 0
     for key, value in record.items():
-        if value not in (None, {}, [], ()):
-            print(f"{key:>15}: {json.dumps(value) if isinstance(value, dict) else value}")
+        if value in (None, {}, [], ()):
+            continue
+        if key == "inputs":  # one line with its shape legend
+            value = zoo.registry.get(args.name).describe_inputs()
+        if key == "card":  # one indented line per field; the metrics name the file they come from
+            print(f"{key:>15}:")
+            for field, item in value.items():
+                if field == "metrics":
+                    item = ", ".join(f"{name} {number}" for name, number in item.items())
+                    item += f" (from {value['metrics_source']})" if "metrics_source" in value else ""
+                elif field == "metrics_source":
+                    continue
+                elif isinstance(item, int):
+                    item = f"{item:,}"
+                print(f"{'':17}{field + ':':<11} {item}")
+            continue
+        print(f"{key:>15}: {json.dumps(value) if isinstance(value, dict) else value}")
     return 0
 
 
 # -- encode / decode -------------------------------------------------------------------------------------
 
 
-def _load_tokenizer(name: str, trust_remote_code: bool = False):
+def _load_tokenizer(args):
     from zoo.loading import load_tokenizer
 
     # A registry entry with shipped weights is used pretrained; a folder loads as saved.
-    return load_tokenizer(name, trust_remote_code=trust_remote_code)
+    return load_tokenizer(args.name, verify=not args.no_verify, dtype_cast=args.dtype_cast)
 
 
 def _text_inputs(inputs: list[str]) -> list[str]:
-    return [sys.stdin.read() if item == "-" else item for item in inputs]
+    """Texts as given; '-' reads stdin as bytes, decoded by the zoo's UTF-8 policy (lone surrogates kept in their
+    3-byte form, other bytes that are not UTF-8 become U+FFFD), so any piped input encodes instead of crashing."""
+    from zoo.text.base import bytes_to_text
+
+    return [bytes_to_text(sys.stdin.buffer.read()) if item == "-" else item for item in inputs]
+
+
+def _input_file(item: str, suffixes: set[str], modality: str) -> Path:
+    from zoo.errors import ZooError
+
+    path = Path(item)
+    expected = f"expected {'an' if modality[0] in 'aeiou' else 'a'} {modality} file ({', '.join(sorted(suffixes))})"
+    if path.is_dir():
+        raise ZooError(f"{item}: is a folder; {expected}")
+    if path.suffix.lower() not in suffixes:
+        raise ZooError(f"{item}: {expected}")
+    if not path.is_file():
+        raise ZooError(f"{item}: no such file; {expected}")
+    return path
 
 
 def cmd_encode(args) -> int:
     import torch
 
     from zoo import io
-    from zoo.errors import ZooError
 
-    tok = _load_tokenizer(args.name)
+    tok = _load_tokenizer(args)
     if tok.modality == "text":
         rows = [tok.encode(text) for text in _text_inputs(args.inputs)]
         for row in rows:
             _print_json(row) if args.json else print(" ".join(map(str, row)))
         return 0
     with torch.no_grad():
-        for item in args.inputs:
-            path = Path(item)
-            allowed = io.IMAGE_SUFFIXES if tok.modality == "image" else io.AUDIO_SUFFIXES
-            if path.suffix.lower() not in allowed:
-                raise ZooError(f"{item}: expected a {tok.modality} file ({', '.join(sorted(allowed))})")
+        allowed = io.IMAGE_SUFFIXES if tok.modality == "image" else io.AUDIO_SUFFIXES
+        paths = [_input_file(item, allowed, tok.modality) for item in args.inputs]  # all checked before any work
+        for path in paths:
             encoded = tok.encode_file(path)
             if tok.modality == "audio":
                 ids, lengths = encoded
@@ -110,6 +141,8 @@ def _parse_ids(text: str) -> list:
             values = [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as err:
             raise ZooError(f"ids: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise ZooError(f"ids: lists nested too deeply; expected at most {_MAX_ID_DEPTH} levels") from None
         values = [v["ids"] if isinstance(v, dict) and "ids" in v else v for v in values]
         return values[0] if len(values) == 1 else values
     rows = []
@@ -121,27 +154,64 @@ def _parse_ids(text: str) -> list:
     return rows[0] if len(rows) == 1 else rows
 
 
+_MAX_ID_DEPTH = 8  # lists inside lists: a batch of grids of code levels is 4
+
+
+def _id_grid_shape(value, modality: str, where: str = "ids", depth: int = 0) -> tuple[int, ...]:
+    """The shape of nested lists of ids, refusing anything but ints in int64 range in a rectangular grid."""
+    from zoo.errors import ZooError
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            raise ZooError(f"{where}: id {value} is out of range; expected ids of the {modality} tokenizer's codebook")
+        return ()
+    if not isinstance(value, list):
+        raise ZooError(f"{where}: expected integer ids, got {json.dumps(value)[:40]}")
+    if depth >= _MAX_ID_DEPTH:
+        raise ZooError(f"ids: lists nested too deeply; expected at most {_MAX_ID_DEPTH} levels")
+    shapes = [_id_grid_shape(item, modality, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    for i, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise ZooError(f"ids: ragged rows, {where}[{i}] has shape {list(shape)} but {where}[0] has "
+                           f"{list(shapes[0])}; {modality} ids must form a rectangular grid")
+    return (len(value), *(shapes[0] if shapes else ()))
+
+
+def _write_text_output(args, text: str) -> None:
+    """Decoded text, as bytes in the zoo's UTF-8 form: a lone surrogate is written as its 3-byte generalised form
+    (what ``zoo encode`` reads back as the same surrogate), so stdout and ``-o`` hold the same bytes and a
+    decode | encode pipe round-trips instead of failing with UnicodeEncodeError."""
+    from zoo import io
+    from zoo.text.base import text_to_bytes
+
+    data = text_to_bytes(text)
+    if args.output:
+        io.write_bytes(args.output, data)
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data + (b"\n" if sys.stdout.isatty() else b""))
+    sys.stdout.buffer.flush()
+
+
 def cmd_decode(args) -> int:
     import torch
 
     from zoo import io
     from zoo.errors import ZooError
 
-    tok = _load_tokenizer(args.name)
-    raw = sys.stdin.read() if args.ids == "-" else args.ids
+    tok = _load_tokenizer(args)
+    suffixes = {"image": io.IMAGE_SUFFIXES, "audio": io.AUDIO_SUFFIXES}.get(tok.modality)
+    if args.output:  # refused before any work: a missing folder, a folder, an unknown suffix
+        io.output_path(args.output, suffixes, f"{tok.modality} output")
+    raw = _text_inputs(["-"])[0] if args.ids == "-" else args.ids
     ids = _parse_ids(raw)
     if tok.modality == "text":
         decoded = tok.decode(ids)
-        text = decoded if isinstance(decoded, str) else "\n".join(decoded)
-        if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-            if sys.stdout.isatty():
-                sys.stdout.write("\n")
+        _write_text_output(args, decoded if isinstance(decoded, str) else "\n".join(decoded))
         return 0
     if not args.output:
-        raise ZooError(f"decoding {tok.modality} needs -o OUT ({'a .png' if tok.modality == 'image' else 'a .wav'})")
+        raise ZooError(f"decoding {tok.modality} needs -o OUT (one of {', '.join(sorted(suffixes))})")
+    _id_grid_shape(ids, tok.modality)
     with torch.no_grad():
         batch = torch.tensor(ids, dtype=torch.long).unsqueeze(0)
         decoded = tok.decode(batch)
@@ -169,10 +239,24 @@ def _module_exists(name: str) -> bool:
         return False
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes end like every other refusal: one line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _loading_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", action="store_true",
+                        help="load a folder even when a file differs from the sha256 its config.json records")
+    parser.add_argument("--dtype-cast", action="store_true",
+                        help="cast weights stored in another dtype (float16, float64) instead of refusing them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from zoo._version import __version__
 
-    parser = argparse.ArgumentParser(prog="zoo", description="Discrete tokenizers for text, images and audio.")
+    parser = _OneLineParser(prog="zoo", description="Discrete tokenizers for text, images and audio.")
     parser.add_argument("--version", action="version", version=f"zoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -192,12 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="registry name or checkpoint folder")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="text ('-' reads stdin), image or audio files")
     p.add_argument("--json", action="store_true", help="print each row as JSON")
+    _loading_flags(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="turn ids back into text, a PNG or a WAV")
     p.add_argument("name", help="registry name or checkpoint folder")
     p.add_argument("ids", help="ids as JSON or space-separated ints; '-' reads stdin")
-    p.add_argument("-o", "--output", help="output file (text goes to stdout without it)")
+    p.add_argument("-o", "--output", help="output file (text goes to stdout without it); its folder must exist")
+    _loading_flags(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("demo", help="quick evaluation suites of every pretrained tokenizer on built-in data")
@@ -228,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     except ZooError as err:
         print(f"zoo {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
         print(f"zoo {args.command}: error: {err.filename or err}: {err.strerror}", file=sys.stderr)
         return 2
     except BrokenPipeError:

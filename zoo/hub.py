@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from zoo.errors import ZooError
 from zoo.resources import resolve_resource
+
+_MAX_NAME = 200  # characters in one cached file or folder name (file systems allow 255 bytes)
 
 
 def cache_dir() -> Path:
@@ -38,12 +41,25 @@ def verify_sha256(path: Path, expected: str | None) -> Path:
 
 
 def hf_parts(source: str) -> list[str]:
-    """``hf://ORG/REPO/PATH/TO/FILE`` split into checked parts: no empty, '.', '..' or backslashed part, so the
-    cached copy stays inside the cache and the hub path is the one named."""
+    """``hf://ORG/REPO/PATH/TO/FILE`` split into checked parts: no empty, '.', '..', backslashed, drive-like or
+    control-character part, so the cached copy stays inside the cache and the hub path is the one named."""
     parts = source[len("hf://"):].split("/")
-    if len(parts) < 3 or any(part in ("", ".", "..") or "\\" in part or ":" in part for part in parts):
-        raise ZooError(f"{source}: expected hf://ORG/REPO/PATH/TO/FILE with no empty, '.' or '..' parts")
+    expected = "expected hf://ORG/REPO/PATH/TO/FILE"
+    if len(parts) < 3:
+        raise ZooError(f"{source!r}: {expected} (at least three parts)")
+    for part in parts:
+        if part in ("", ".", "..") or "\\" in part or ":" in part or not part.isprintable() or len(part) > _MAX_NAME:
+            raise ZooError(f"{source!r}: part {part[:40]!r} is not allowed; {expected} whose parts are names "
+                           f"(not empty, '.' or '..', no backslash, ':' or control character, at most {_MAX_NAME} "
+                           "characters)")
     return parts
+
+
+def _url_file_name(source: str) -> str:
+    """The last part of a URL's path, kept to safe characters, as the cached file's name."""
+    name = source.split("?")[0].split("#")[0].rstrip("/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:_MAX_NAME]
+    return name or "download"
 
 
 def cached_path(source: str) -> Path:
@@ -52,11 +68,8 @@ def cached_path(source: str) -> Path:
     if source.startswith("hf://"):
         local = root / "hf" / Path(*hf_parts(source))
     else:
-        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-        name = Path(source.split("?")[0].split("#")[0]).name
-        if name in ("", ".", ".."):
-            name = "download"
-        local = root / "url" / digest / name
+        # the digest keeps URLs apart; the name only helps a person find the file
+        local = root / "url" / hashlib.sha256(source.encode()).hexdigest()[:16] / _url_file_name(source)
     if not local.resolve().is_relative_to(root):  # a link planted inside the cache must not lead out of it
         raise ZooError(f"{source}: its cache path {local} leads outside the cache {root}")
     return local

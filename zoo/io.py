@@ -34,28 +34,32 @@ def read_image(path: str | Path) -> torch.Tensor:
     """An image file as float ``[3, H, W]`` in ``[0, 1]`` (grey and RGBA become RGB)."""
     from PIL import Image, UnidentifiedImageError
 
+    path = _existing(path)
     try:
-        with Image.open(_existing(path)) as image:
+        with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except UnidentifiedImageError:
-        raise ZooError(f"{path}: not an image file PIL can read") from None
+        raise ZooError(f"{path}: not an image file PIL can read (expected {', '.join(sorted(IMAGE_SUFFIXES))})") \
+            from None
+    except Image.DecompressionBombError as err:  # far more pixels than the file's size suggests
+        raise ZooError(f"{path}: refused as a possible decompression bomb ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt data inside a recognised format
-        if isinstance(err, FileNotFoundError):
-            raise
         raise ZooError(f"{path}: the image data is damaged or truncated ({err})") from None
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
-def _output_path(path: str | Path, suffixes: set[str], kind: str) -> Path:
-    """An output file whose folder exists (nothing is created elsewhere) and whose suffix names a known format."""
+def output_path(path: str | Path, suffixes: set[str] | None, kind: str) -> Path:
+    """An output file whose folder exists (nothing is created elsewhere) and, when ``suffixes`` are given, whose
+    suffix names a format they list."""
     path = Path(path)
-    if path.suffix.lower() not in suffixes:
+    if suffixes is not None and path.suffix.lower() not in suffixes:
         raise ZooError(f"{path}: cannot write {kind} as {path.suffix or 'a file without a suffix'}; "
                        f"use one of {', '.join(sorted(suffixes))}")
-    if not path.parent.is_dir():
-        raise ZooError(f"{path}: the folder {path.parent} does not exist (create it first)")
     if path.is_dir():
-        raise ZooError(f"{path}: is a folder; expected a file name")
+        raise ZooError(f"{path}: is a folder; expected a file name for the {kind}")
+    if not path.parent.is_dir():
+        raise ZooError(f"{path}: the folder {path.parent} does not exist (create it first; zoo creates no folders "
+                       "for an output file)")
     return path
 
 
@@ -75,28 +79,42 @@ def _write_atomically(path: Path, write) -> None:
         raise
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` (decoded text in the zoo's UTF-8 form) to a file of any suffix in an existing folder."""
+    path = output_path(path, None, "text")
+    _write_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def write_image(path: str | Path, image: torch.Tensor) -> None:
     """Write float ``[3, H, W]`` in ``[0, 1]`` as PNG (or the format the suffix names)."""
     from PIL import Image
 
-    path = _output_path(path, IMAGE_SUFFIXES, "an image")
+    path = output_path(path, IMAGE_SUFFIXES, "an image")
     array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     _write_atomically(path, lambda tmp: Image.fromarray(array).save(tmp))
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None) -> torch.Tensor:
-    """An audio file as float mono ``[T]`` in ``[-1, 1]``, resampled to ``sample_rate`` when given."""
+    """An audio file as float mono ``[T]`` in ``[-1, 1]``, resampled to ``sample_rate`` when given.
+
+    The file's own samples go through the audio check (NaN / Inf, range), named by the path; the resampled
+    wave is clipped to ``[-1, 1]``, since a band-limiting filter overshoots near full-scale edges (a full-scale
+    square wave peaks at 1.18 after 44.1 -> 16 kHz).
+    """
     import soundfile
 
+    from zoo.tokenizer import check_audio
+
+    path = _existing(path)
     try:
-        data, rate = soundfile.read(str(_existing(path)), dtype="float32", always_2d=True)
-    except soundfile.LibsndfileError as err:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except soundfile.SoundFileError as err:
         raise ZooError(f"{path}: not an audio file soundfile can read ({err})") from None
-    wave = torch.from_numpy(data.mean(axis=1))
+    wave = check_audio(torch.from_numpy(data.mean(axis=1)).unsqueeze(0), name=str(path))[0][0]
     if sample_rate is not None and rate != sample_rate:
         import torchaudio.functional as F
 
-        wave = F.resample(wave, rate, sample_rate)
+        wave = F.resample(wave, rate, sample_rate).clamp(-1.0, 1.0)
     return wave
 
 
@@ -104,6 +122,6 @@ def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
     """Write float ``[T]`` in ``[-1, 1]`` as WAV (or the format the suffix names)."""
     import soundfile
 
-    path = _output_path(path, AUDIO_SUFFIXES, "audio")
+    path = output_path(path, AUDIO_SUFFIXES, "audio")
     samples = wave.detach().clamp(-1, 1).cpu().numpy()
     _write_atomically(path, lambda tmp: soundfile.write(tmp, samples, sample_rate))

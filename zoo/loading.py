@@ -46,8 +46,11 @@ def looks_like_path(text: str) -> bool:
 
 
 def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool = False, verify: bool = True,
-            **overrides) -> Resolved:
-    """Build the tokenizer ``spec`` names (see the module docstring); ``overrides`` replace config values."""
+            dtype_cast: bool = False, **overrides) -> Resolved:
+    """Build the tokenizer ``spec`` names (see the module docstring); ``overrides`` replace config values.
+
+    ``verify``: check a folder's files against the sha256 its ``config.json`` records; ``dtype_cast``: cast
+    weights stored in another dtype to the network's instead of refusing them."""
     from zoo import registry
     from zoo.pretrained import from_folder
 
@@ -67,7 +70,8 @@ def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool =
         return Resolved(_load_external(resolve_weights(text), **overrides), text)
     path = Path(text).expanduser()
     if path.is_dir():
-        tokenizer = from_folder(path, trust_remote_code=trust_remote_code, verify=verify, **overrides)
+        tokenizer = from_folder(path, trust_remote_code=trust_remote_code, verify=verify, dtype_cast=dtype_cast,
+                                **overrides)
         return Resolved(_ready(tokenizer), text, folder=path)
     if looks_like_path(text) or isinstance(spec, Path):
         raise ZooError(f"{text}: no such checkpoint folder (expected a folder holding config.json, or a registry name)")
@@ -78,7 +82,8 @@ def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool =
         if entry.weights is not None:
             from zoo.hub import resolve_weights
 
-            model.load_weights(resolve_weights(entry.weights["path"], entry.weights.get("sha256")))
+            weights = resolve_weights(entry.weights["path"], entry.weights.get("sha256"))
+            model.load_weights(weights, dtype_cast=dtype_cast)
         elif entry.needs_training:
             hint = f" train it with `zoo train {entry.recipe}`" if entry.recipe else " use pretrained=False"
             raise ZooError(f"{text!r} ships no pretrained weights;{hint}")

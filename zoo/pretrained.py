@@ -19,6 +19,8 @@ import inspect
 import json
 import os
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,6 +35,9 @@ CONFIG_NAME = "config.json"
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
 STEP_PREFIX = "step"
+# Whether the weights being loaded may be cast to the network's dtypes: off unless a caller asks, and read by
+# ``check_tensors`` however deep a family's ``_load_weights`` calls it (so no override changes signature).
+_DTYPE_CAST: ContextVar[bool] = ContextVar("zoo_dtype_cast", default=False)
 
 
 def target_of(cls: type) -> str:
@@ -129,12 +134,16 @@ class Pretrained:
     def _load_weights(self, path: Path) -> None:
         raise ZooError(f"{type(self).__name__} has no weights to load")
 
-    def load_weights(self, path: str | Path) -> None:
-        """Load this object's weights file (strict: every expected tensor, nothing extra)."""
+    def load_weights(self, path: str | Path, dtype_cast: bool = False) -> None:
+        """Load this object's weights file (strict: every expected tensor, nothing extra).
+
+        ``dtype_cast``: cast tensors stored in another dtype (float16, float64) to the network's instead of
+        refusing them."""
         path = Path(path)
         if not path.is_file():
             raise ZooError(f"weights file {path} does not exist")
-        self._load_weights(path)
+        with _dtype_cast(dtype_cast):
+            self._load_weights(path)
 
     # -- folders ----------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, metadata: dict | None = None) -> Path:
@@ -176,11 +185,11 @@ class Pretrained:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, trust_remote_code: bool = False, verify: bool = True,
-                        **overrides):
+                        dtype_cast: bool = False, **overrides):
         """Rebuild from a ``save_pretrained`` folder; ``overrides`` replace recorded config values.
 
         ``verify``: check every file against the sha256 that ``config.json`` records (folders written before
-        zoo recorded them have none to check)."""
+        zoo recorded them have none to check). ``dtype_cast``: cast weights of another dtype instead of refusing."""
         record = read_config(directory)
         where = f"{directory}/{CONFIG_NAME}"
         target_cls = resolve_class(record["target"], base=Pretrained, where=where, trust_remote_code=trust_remote_code)
@@ -191,7 +200,7 @@ class Pretrained:
         obj = build_checked(target_cls, {**record["config"], **overrides}, where)
         weights = Path(directory) / target_cls.weights_name
         if weights.is_file():
-            obj.load_weights(weights)
+            obj.load_weights(weights, dtype_cast=dtype_cast)
         elif obj.requires_weights:
             raise ZooError(f"{directory}: missing {target_cls.weights_name} next to config.json")
         obj._zoo_metadata = record.get("metadata", {})
@@ -209,6 +218,11 @@ def load_state_file(network: nn.Module, path: str | Path, owner: str) -> None:
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if isinstance(state, dict):
+        expected = network.state_dict()
+        for name, tensor in state.items():
+            if isinstance(tensor, torch.Tensor):
+                _check_tensor(f"{owner}: {path}", name, tensor, expected.get(name), type(network).__name__)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -224,6 +238,10 @@ def read_config(directory: str | Path) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ZooError(f"{path}: not valid JSON ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ZooError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected a JSON object") from None
+    except RecursionError:
+        raise ZooError(f"{path}: JSON nested too deeply to be a zoo config") from None
     if not isinstance(record, dict):
         raise ZooError(f"{path}: expected a JSON object")
     for key, kind in (("target", str), ("config", dict), ("modality", str)):
@@ -279,12 +297,14 @@ class PretrainedModule(nn.Module, Pretrained):
         return torch.device("cpu")
 
 
-def from_folder(directory: str | Path, trust_remote_code: bool = False, verify: bool = True, **overrides):
+def from_folder(directory: str | Path, trust_remote_code: bool = False, verify: bool = True, dtype_cast: bool = False,
+                **overrides):
     """Whatever a ``save_pretrained`` folder holds, rebuilt by the class its ``config.json`` names."""
     record = read_config(directory)
     cls = resolve_class(record["target"], base=Pretrained, where=f"{directory}/{CONFIG_NAME}",
                         trust_remote_code=trust_remote_code)
-    return cls.from_pretrained(directory, trust_remote_code=trust_remote_code, verify=verify, **overrides)
+    return cls.from_pretrained(directory, trust_remote_code=trust_remote_code, verify=verify, dtype_cast=dtype_cast,
+                               **overrides)
 
 
 def verify_files(directory: str | Path, record: dict) -> None:
@@ -321,21 +341,34 @@ def build_checked(cls: type, config: dict, where: str):
         raise ZooError(f"{where}: {cls.__name__}({', '.join(sorted(config))}): {err}") from None
 
 
+@contextmanager
+def _dtype_cast(allowed: bool):
+    token = _DTYPE_CAST.set(allowed)
+    try:
+        yield
+    finally:
+        _DTYPE_CAST.reset(token)
+
+
+def _check_tensor(where: str, name: str, tensor: torch.Tensor, expected: torch.Tensor | None, owner: str) -> None:
+    """One stored tensor: the dtype the network holds (unless a cast was asked for) and finite values."""
+    if expected is not None and tensor.dtype != expected.dtype and not _DTYPE_CAST.get():
+        raise ZooError(f"{where}: tensor {name!r} is {tensor.dtype}, {owner} holds {expected.dtype}; convert the "
+                       "file or load with dtype_cast=True (zoo never casts weights silently)")
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise ZooError(f"{where}: tensor {name!r} holds {int((~torch.isfinite(tensor)).sum())} NaN/Inf "
+                       "value(s); refusing weights that cannot compute")
+
+
 def check_tensors(module: nn.Module, path: Path) -> None:
     """Refuse a weights file whose tensors have other dtypes than the module's, or hold NaN / Inf values."""
     from safetensors import SafetensorError, safe_open
 
-    expected = {name: tensor.dtype for name, tensor in module.state_dict().items()}
+    expected = module.state_dict()
     try:
         with safe_open(str(path), framework="pt") as handle:
             for name in handle.keys():
-                tensor = handle.get_tensor(name)
-                if name in expected and tensor.dtype != expected[name]:
-                    raise ZooError(f"{path}: tensor {name!r} is {tensor.dtype}, {type(module).__name__} holds "
-                                   f"{expected[name]}; convert the file (zoo never casts weights silently)")
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    raise ZooError(f"{path}: tensor {name!r} holds {int((~torch.isfinite(tensor)).sum())} NaN/Inf "
-                                   "value(s); refusing weights that cannot compute")
+                _check_tensor(str(path), name, handle.get_tensor(name), expected.get(name), type(module).__name__)
     except SafetensorError as err:
         raise ZooError(f"{path}: not a valid safetensors file ({err})") from None
 

@@ -21,6 +21,7 @@ File paths, PIL images and wav files are converted at the edges (``encode_file``
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,10 +118,12 @@ class NeuralTokenizer(PretrainedModule, Tokenizer):
 
 
 def _first_bad_value(x: torch.Tensor) -> str:
-    """``"2 NaN/Inf values, the first at [0, 1, 5, 7]"`` for a tensor that holds some."""
+    """``"2 NaN/Inf value(s), the first at [0, 1, 5, 7] (NaN)"`` for a tensor that holds some."""
     bad = ~torch.isfinite(x)
-    first = [int(i) for i in bad.nonzero()[0].tolist()]
-    return f"{int(bad.sum())} NaN/Inf value(s), the first at {first}"
+    flat = int(bad.flatten().to(torch.uint8).argmax())  # the first bad position without listing them all
+    first = [int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape)]
+    value = x.flatten()[flat].item()
+    return f"{int(bad.sum())} NaN/Inf value(s), the first at {first} ({value})"
 
 
 def _as_float32(x: torch.Tensor, name: str, expected: str, integer_hint: str) -> torch.Tensor:
@@ -132,12 +135,20 @@ def _as_float32(x: torch.Tensor, name: str, expected: str, integer_hint: str) ->
     return x if x.dtype == torch.float32 else x.float()
 
 
-def check_images(x: Any, name: str = "images") -> torch.Tensor:
-    """Validate ``[B, 3, H, W]`` finite floats in ``[0, 1]``; float16 / bfloat16 / float64 come back as float32."""
+def check_image_shape(x: Any, name: str = "images") -> torch.Size:
+    """The shape of an image batch ``[B, 3, H, W]`` with ``H, W >= 1`` (``B = 0`` is allowed), values unread."""
     if not isinstance(x, torch.Tensor):
         raise ZooError(f"{name}: expected a float tensor [B, 3, H, W] in [0, 1], got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
         raise ZooError(f"{name}: expected shape [B, 3, H, W], got {list(x.shape)}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ZooError(f"{name}: expected at least one pixel per side, got {x.shape[2]}x{x.shape[3]}")
+    return x.shape
+
+
+def check_images(x: Any, name: str = "images") -> torch.Tensor:
+    """Validate ``[B, 3, H, W]`` finite floats in ``[0, 1]``; float16 / bfloat16 / float64 come back as float32."""
+    check_image_shape(x, name)
     hint = " (8-bit images: divide by 255)" if x.dtype == torch.uint8 else ""
     x = _as_float32(x, name, "in [0, 1]", hint)
     if x.numel():
@@ -175,7 +186,11 @@ def check_audio(x: Any, lengths: Any = None, name: str = "audio") -> tuple[torch
 
 def check_sample_rate(sample_rate: Any, expected: int, name: str = "audio") -> None:
     """Refuse audio recorded at another rate than the tokenizer's (resample it first: ``zoo.io.read_audio``)."""
-    if sample_rate is not None and int(sample_rate) != int(expected):
+    if sample_rate is None:
+        return
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or not sample_rate > 0:
+        raise ZooError(f"{name}: sample_rate must be a positive number of Hz, got {sample_rate!r}")
+    if sample_rate != expected:
         raise ZooError(f"{name}: recorded at {sample_rate} Hz, the tokenizer takes {expected} Hz; resample first "
                        f"(zoo.io.read_audio(path, sample_rate={expected}) does)")
 

@@ -111,3 +111,58 @@ def test_pretrained_entry_loads_verified_weights(tmp_path, monkeypatch):
     finally:
         for name in names:
             zoo.registry.default_registry().remove(name)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "hf://org/../../outside.bin",  # climbs out of the cache
+        "hf://../../../outside.bin",
+        "hf:///abs/outside.bin",  # an empty part: absolute after the scheme
+        "hf://org//outside.bin",
+        "hf://org/repo/./outside.bin",
+        "hf://org/repo/..\\..\\outside.bin",
+        "hf://org/repo/C:outside.bin",
+        "hf://org/repo/out\x00side.bin",
+        "hf://org/repo/" + "a" * 300,
+        "hf://org/outside.bin",  # too few parts
+    ],
+)
+def test_hf_sources_that_would_leave_the_cache_are_refused(source, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache" / "zoo"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "cache" / "zoo").mkdir(parents=True)
+    planted = tmp_path / "outside.bin"  # where '..' would lead: it must never be read as if cached
+    planted.write_bytes(b"planted")
+    with pytest.raises(ZooError, match="expected hf://ORG/REPO/PATH/TO/FILE"):
+        hub.resolve_weights(source)
+
+
+def test_a_link_planted_in_the_cache_does_not_lead_out_of_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.safetensors").write_bytes(b"planted")
+    (tmp_path / "cache" / "hf" / "org").mkdir(parents=True)
+    (tmp_path / "cache" / "hf" / "org" / "repo").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ZooError, match="leads outside the cache"):
+        hub.resolve_weights("hf://org/repo/model.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("https://example.org/a/model.safetensors?x=1#y", "model.safetensors"),
+        ("https://example.org/..", "download"),
+        ("https://example.org/a%2F..%2Fb", "a_2F.._2Fb"),
+        ("https://example.org/.hidden", "hidden"),
+        ("https://example.org/w\x00.bin", "w_.bin"),
+        ("https://example.org/" + "a" * 300, "a" * 200),
+    ],
+)
+def test_url_cache_names_are_plain_file_names_inside_the_cache(source, name, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    local = hub.cached_path(source)
+    assert local.name == name
+    assert local.parent.parent == (tmp_path / "cache" / "url").resolve()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import soundfile
@@ -10,10 +12,19 @@ import torch
 import zoo
 from zoo.cli import main
 from zoo.errors import ZooError
+from zoo.image.vq.vqgan import MAX_TOKENS
 from zoo.tokenizer import check_audio, check_images, check_sample_rate
 
-IMAGES = zoo.list_tokenizers(modality="image")
-AUDIO = zoo.list_tokenizers(modality="audio")
+
+def _built_here(name: str) -> bool:
+    """Entries whose weights ship with zoo (or that need none): published ones are checked by their own tests,
+    which build them at test size instead of their full random-initialised size."""
+    weights = zoo.registry.get(name).weights
+    return weights is None or "://" not in weights["path"]
+
+
+IMAGES = [n for n in zoo.list_tokenizers(modality="image") if _built_here(n)]
+AUDIO = [n for n in zoo.list_tokenizers(modality="audio") if _built_here(n)]
 
 
 def _images(n: int = 2, side: int = 64) -> torch.Tensor:
@@ -40,6 +51,7 @@ IMAGE_CASES = [
     ("channels last", _images().permute(0, 2, 3, 1), r"expected shape \[B, 3, H, W\], got \[2, 64, 64, 3\]"),
     ("no batch", _images()[0], r"expected shape \[B, 3, H, W\], got \[3, 64, 64\]"),
     ("a list", [[0.5]], "expected a float tensor .* got list"),
+    ("no pixels", torch.rand(2, 3, 0, 64), "expected at least one pixel per side, got 0x64"),
 ]
 
 
@@ -75,8 +87,19 @@ def test_every_image_entry_takes_other_float_precisions_and_empty_batches(name):
 
 def test_a_huge_image_is_refused_before_any_compute():
     tok = zoo.load("vq-f8")
-    huge = torch.zeros(1, 3, 2048, 2048)
+    # A NaN image that holds one value: refused for its size, so no value was read and nothing was allocated.
+    huge = torch.full((1, 3, 1, 1), float("nan")).expand(1, 3, 2048, 2048)
     with pytest.raises(ZooError, match=r"2048x2048 gives a 256x256 token grid, above the 16384 positions .* 1024x1024"):
+        tok.encode(huge)
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_every_image_entry_names_its_size_limit(name):
+    tok = zoo.load(name)
+    limit = getattr(tok, "max_tokens", MAX_TOKENS)
+    side = (math.isqrt(limit) + 1) * tok.downsample  # the smallest square grid above the limit
+    huge = torch.zeros(1, 3, 1, 1).expand(2, 3, side, side)  # no memory behind it: refused before any compute
+    with pytest.raises(ZooError, match=rf"{side}x{side} gives a \d+x\d+ token grid, above the {limit} positions"):
         tok.encode(huge)
 
 
@@ -113,9 +136,60 @@ def test_every_audio_entry_takes_float64_and_checks_the_sample_rate(name):
         tok.encode(x, sample_rate=44100)
 
 
+@pytest.mark.parametrize("name", AUDIO)
+def test_every_audio_entry_gives_empty_ids_for_empty_audio(name):
+    tok = zoo.load(name)
+    for x in (torch.zeros(0, 16000), torch.zeros(2, 0)):
+        ids, lengths = tok.encode(x)
+        assert ids.shape[:2] == (x.shape[0], 0) and ids.dtype == torch.long  # [B, 0] or [B, 0, q]
+        assert lengths.tolist() == [0] * x.shape[0]
+
+
 def test_sample_rate_check_passes_the_right_rate():
     check_sample_rate(16000, 16000)
+    check_sample_rate(np.int64(16000), 16000)
     check_sample_rate(None, 16000)
+    for bad in ("16k", -1, 0, float("nan"), True):
+        with pytest.raises(ZooError, match="sample_rate must be a positive number of Hz"):
+            check_sample_rate(bad, 16000)
+
+
+def _wav(path, samples, rate: int = 16000):
+    soundfile.write(str(path), np.asarray(samples, np.float32), rate, subtype="FLOAT")
+    return path
+
+
+def test_read_audio_checks_the_file_and_resamples_full_scale_audio_into_range(tmp_path):
+    from zoo.io import read_audio
+
+    samples = np.zeros(16000, np.float32)
+    samples[10] = np.inf
+    with pytest.raises(ZooError, match=r"inf\.wav: expected finite samples .* the first at \[0, 10\] \(inf\)"):
+        read_audio(_wav(tmp_path / "inf.wav", samples), sample_rate=16000)
+    with pytest.raises(ZooError, match=r"loud\.wav: samples must lie in \[-1, 1\], got a peak of 32\d\d "
+                                       r"\(it looks like 16-bit PCM scale"):
+        read_audio(_wav(tmp_path / "loud.wav", _audio(1)[0].numpy() * 32768))
+    # A full-scale square wave at 44.1 kHz: the resampler's overshoot (peak 1.18) is clipped, the file is fine.
+    square = np.where((np.arange(44100) // 50) % 2 == 0, 1.0, -1.0)
+    wave = read_audio(_wav(tmp_path / "square.wav", square, 44100), sample_rate=16000)
+    assert wave.shape == (16000,) and float(wave.abs().max()) <= 1.0
+    assert zoo.load("beats-iter2").encode_file(tmp_path / "square.wav").ids.shape == (1, 48)
+
+
+def test_read_image_names_the_file_for_unreadable_data(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from zoo.io import read_image
+
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(ZooError, match=r"notes\.png: not an image file PIL can read \(expected .*\.png"):
+        read_image(text)
+    png = tmp_path / "small.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(png)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels is then twice past PIL's bomb limit
+    with pytest.raises(ZooError, match=r"small\.png: refused as a possible decompression bomb"):
+        read_image(png)
 
 
 def _one_line_refusal(capsys, argv: list[str], expected: str) -> None:
@@ -136,3 +210,30 @@ def test_cli_refuses_nan_audio_and_a_truncated_image(tmp_path, capsys):
     Image.fromarray(np.full((64, 64, 3), 127, np.uint8)).save(png)
     png.write_bytes(png.read_bytes()[:60])
     _one_line_refusal(capsys, ["encode", "vq-f8", str(png)], f"{png}: the image data is damaged or truncated")
+
+
+def _png(path, side: int = 64):
+    from PIL import Image
+
+    Image.fromarray(np.full((side, side, 3), 127, np.uint8)).save(path)
+    return path
+
+
+CLI_CASES = [
+    ("NaN wav", "beats-iter2", "nan.wav", lambda p: _wav(p, np.where(np.arange(16000) == 10, np.nan, 0.0)),
+     "nan.wav: expected finite samples in [-1, 1], got 1 NaN/Inf value(s), the first at [0, 10] (nan)"),
+    ("int16-scale wav", "beats-random", "loud.wav", lambda p: _wav(p, _audio(1)[0].numpy() * 32768),
+     "(it looks like 16-bit PCM scale: divide by 32768)"),
+    ("text as wav", "beats-iter2", "text.wav", lambda p: p.write_text("hello"),
+     "text.wav: not an audio file soundfile can read"),
+    ("text as png", "vq-f8", "text.png", lambda p: p.write_text("hello"), "text.png: not an image file PIL can read"),
+    ("unknown suffix", "vq-f8", "photo.xyz", lambda p: p.write_text("hello"), "photo.xyz: expected an image file"),
+    ("2048x2048 png", "vq-f8", "big.png", lambda p: _png(p, 2048),
+     "2048x2048 gives a 256x256 token grid, above the 16384 positions this tokenizer serves"),
+]
+
+
+@pytest.mark.parametrize("case, name, file, make, expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_refuses_bad_files_in_one_line(tmp_path, capsys, case, name, file, make, expected):
+    make(tmp_path / file)
+    _one_line_refusal(capsys, ["encode", name, str(tmp_path / file)], expected)

@@ -156,3 +156,18 @@ def test_wrong_input_shape_is_a_clear_error():
         quantizer(torch.randn(2, 3, 4, 4))
     with pytest.raises(ZooError, match="ids: expected shape"):
         quantizer.indices_to_codes(torch.zeros(2, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_an_empty_batch_gives_empty_outputs_in_eval_and_is_refused_in_training(kind):
+    quantizer = Quantizer(CONFIGS[kind]).eval()
+    z = torch.randn(0, quantizer.code_dim, 4, 5)
+    with torch.no_grad():
+        out = quantizer(z)
+    levels = quantizer.num_levels
+    assert out.quantized.shape == z.shape and out.latent.shape == z.shape
+    assert out.indices.shape == ((0, 4, 5) if levels == 1 else (0, 4, 5, levels)) and out.indices.dtype == torch.long
+    assert out.queries.shape == (0, 4, 5, levels, quantizer.code_dim)
+    assert quantizer.indices_to_codes(out.indices).shape == z.shape
+    with pytest.raises(ZooError, match="an empty batch cannot train the codebook"):
+        quantizer.train()(z)

@@ -30,6 +30,13 @@ METRICS = LazyTable("metric", {
     "vocab-scripts": "zoo.metrics.text:VocabularyScripts",
     "lexicon-share": "zoo.metrics.text:LexiconShare",
     "token-purity": "zoo.metrics.audio:TokenPurity",
+    "mel-distance": "zoo.metrics.audio_recon:MelDistance",
+    "stft-distance": "zoo.metrics.audio_recon:STFTDistance",
+    "si-sdr": "zoo.metrics.audio_recon:SISDR",
+    "pesq": "zoo.metrics.audio_recon:PESQ",
+    "stoi": "zoo.metrics.audio_recon:STOI",
+    "estoi": "zoo.metrics.audio_recon:ESTOI",
+    "bitrate": "zoo.metrics.audio_recon:Bitrate",
     "linear-probe": "zoo.metrics.probe:LinearProbe",
     "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
 })

@@ -45,6 +45,7 @@ _O200K = "|".join(
         r"""\s+""",
     ]
 )
+MAX_RANK = 2**31  # ids stay int32 (and inside tiktoken's u32 ranks)
 # OpenAI's published encodings (tiktoken_ext/openai_public.py): split pattern and special tokens by file name.
 KNOWN_TIKTOKEN: dict[str, dict] = {
     "r50k_base": {"pattern": _R50K, "special_tokens": {_ENDOFTEXT: 50256}},
@@ -107,7 +108,7 @@ class HFFileTokenizer(HFTokenizer):
         except Exception as err:  # the Rust side raises plain Exceptions for every parse error
             raise ZooError(f"{path}: not a tokenizers tokenizer.json ({err})") from None
         self.byte_level = _is_byte_level(json.loads(tk.to_str()))
-        self._set_tokenizer(tk)
+        self._set_tokenizer(tk, str(path))
 
 
 def _is_byte_level(state: dict) -> bool:
@@ -144,21 +145,28 @@ class TiktokenTokenizer(TextTokenizer):
         self.pattern, self.special_tokens, self.name = pattern, dict(special_tokens or {}), name
         self._adopt({bytes([b]): b for b in range(256)})
 
-    def _adopt(self, ranks: dict[bytes, int]) -> None:
+    def _adopt(self, ranks: dict[bytes, int], source: str | None = None) -> None:
         import tiktoken
 
+        source = source or self.name  # the file the ranks came from, for errors
+        bad = [i for i in self.special_tokens.values() if isinstance(i, bool) or not isinstance(i, int)]
+        bad += [i for i in self.special_tokens.values() if isinstance(i, int) and not 0 <= i < MAX_RANK]
+        if bad or len(set(self.special_tokens.values())) < len(self.special_tokens):
+            raise ZooError(
+                f"{source}: special token ids must be distinct ints in [0, 2**31), got {self.special_tokens}"
+            )
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
-            raise ZooError(f"{self.name}: ranks lack {len(missing)} single bytes (e.g. {missing[0]}); not byte-level")
+            raise ZooError(f"{source}: ranks lack {len(missing)} single bytes (e.g. {missing[0]}); not byte-level")
         clash = set(ranks.values()) & set(self.special_tokens.values())
         if clash:
-            raise ZooError(f"{self.name}: special token ids {sorted(clash)[:5]} are also BPE ranks")
+            raise ZooError(f"{source}: special token ids {sorted(clash)[:5]} are also BPE ranks")
         try:
             self._encoding = tiktoken.Encoding(
                 self.name, pat_str=self.pattern, mergeable_ranks=ranks, special_tokens=self.special_tokens
             )
         except ValueError as err:
-            raise ZooError(f"{self.name}: tiktoken refused the encoding ({err})") from None
+            raise ZooError(f"{source}: tiktoken refused the encoding ({err})") from None
         self._ranks = ranks
         self._byte_ids = [ranks[bytes([b])] for b in range(256)]
         self._specials = set(self.special_tokens.values())
@@ -190,16 +198,31 @@ class TiktokenTokenizer(TextTokenizer):
 
     def _load_weights(self, path: Path) -> None:
         # Parsed here rather than with tiktoken.load.load_tiktoken_bpe, which caches local files by path.
+        # tiktoken's Rust side panics (an exception no handler expects) on a rank shared by two tokens and on
+        # ranks outside 32 bits, so every line is checked first.
         ranks: dict[bytes, int] = {}
+        lines: dict[int, int] = {}  # rank -> line number
         for number, line in enumerate(Path(path).read_bytes().splitlines(), 1):
             if not line.strip():
                 continue
+            fields = line.split()
             try:
-                token, rank = line.split()
-                ranks[base64.b64decode(token, validate=True)] = int(rank)
+                token = base64.b64decode(fields[0], validate=True) if len(fields) == 2 else b""
             except ValueError:
-                raise ZooError(f"{path}: line {number} is not 'BASE64TOKEN RANK': {line[:60]!r}") from None
-        self._adopt(ranks)
+                token = b""
+            if not token or not fields[1].isdigit():  # bytes.isdigit: ASCII 0-9 only, no sign, no "_"
+                raise ZooError(f"{path}: line {number} is not 'BASE64TOKEN RANK': {line[:60]!r}")
+            rank = int(fields[1]) if len(fields[1]) <= 10 else MAX_RANK  # int() refuses 4300+ digits itself
+            if rank >= MAX_RANK:
+                raise ZooError(f"{path}: line {number} has rank {fields[1][:30].decode()}; expected a rank below 2**31")
+            if token in ranks:
+                raise ZooError(f"{path}: line {number} repeats token {token!r} (rank {ranks[token]} already)")
+            if rank in lines:
+                raise ZooError(f"{path}: line {number} gives rank {rank} again (line {lines[rank]} has it)")
+            ranks[token], lines[rank] = rank, number
+        if not ranks:
+            raise ZooError(f"{path}: holds no 'BASE64TOKEN RANK' lines; expected a tiktoken rank file")
+        self._adopt(ranks, str(path))
 
 
 def _by_rank(item: tuple[bytes, int]) -> int:
@@ -258,6 +281,6 @@ class SentencePieceTokenizer(TextTokenizer):
         sp = sentencepiece.SentencePieceProcessor()
         try:
             sp.load_from_serialized_proto(Path(path).read_bytes())
-        except (RuntimeError, OSError) as err:
+        except (RuntimeError, OSError, UnicodeDecodeError) as err:  # a bit flip can leave a piece non-UTF-8
             raise ZooError(f"{path}: not a SentencePiece model ({err})") from None
         self._sp = sp

@@ -8,7 +8,13 @@ to it. A ``tokenizers`` BPE gives the same ids when:
   GPT-2's built-in byte-level regex, and there is no normalizer;
 - ``ignore_merges`` is on (whole-entry lookup, as tiktoken does), no dropout, no affixes;
 - all 256 bytes are tokens and merge ``k`` creates the ``k``-th new token, ids rising with merge
-  order, so rank-by-merge and rank-by-id agree.
+  order, so rank-by-merge and rank-by-id agree;
+- merging the bytes of each token by the merge list gives back that token. tiktoken merges any
+  adjacent pair whose concatenation is a token, ``tokenizers`` only the listed pair: with merges
+  ``b+c``, ``a+b``, ``ab+c``, the piece ``abcx`` becomes ``a|bc|x`` in ``tokenizers`` but
+  ``abc|x`` in tiktoken. Such an unlisted pair ``x+y = t`` can only meet, with every merge ranked
+  below ``t`` done, if the merge list turns the bytes of ``t`` alone into ``x|y`` (merges inside a
+  span do not depend on what lies outside it), so this check rules the disagreement out.
 
 ``TiktokenPath.build`` checks these, then encodes a built-in multilingual probe both ways and uses
 tiktoken only when the ids agree; otherwise it returns None and the caller keeps ``tokenizers``.
@@ -83,9 +89,12 @@ class TiktokenPath:
             ranks, reason = _ranks(state["model"], tk)
         if reason is None:
             specials = {t.content: i for i, t in tk.get_added_tokens_decoder().items()}
-            encoding = tiktoken.Encoding(
-                "zoo", pat_str=_split_pattern(state["pre_tokenizer"]), mergeable_ranks=ranks, special_tokens=specials
-            )
+            pattern = _split_pattern(state["pre_tokenizer"])
+            try:
+                encoding = tiktoken.Encoding("zoo", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
+            except ValueError as err:  # a regex that Oniguruma reads and fancy-regex does not (``\X``...)
+                encoding, reason = None, f"tiktoken cannot use the split pattern ({err})"
+        if reason is None:
             path = cls(encoding)
             if path.encode(PROBE) != tk.encode(PROBE, add_special_tokens=False).ids:
                 reason = "tiktoken and tokenizers disagree on the probe text"
@@ -142,4 +151,17 @@ def _ranks(model: dict, tk) -> tuple[dict[bytes, int] | None, str | None]:
     multibyte = {i for raw, i in ranks.items() if len(raw) > 1}
     if multibyte != made:
         return None, "some multi-byte tokens are not made by exactly one merge"
-    return ranks, None
+    return ranks, _unlisted_split(model)
+
+
+def _unlisted_split(model: dict) -> str | None:
+    """The first token the merge list does not rebuild from its own bytes, as a reason, or None."""
+    from tokenizers import models
+
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model.get("merges", [])]
+    by_merges = models.BPE(vocab=model["vocab"], merges=merges, ignore_merges=False)  # no whole-entry lookup
+    for left, right in merges:
+        parts = [t.value for t in by_merges.tokenize(left + right)]
+        if len(parts) != 1:
+            return f"the merge list spells token {left + right!r} as {parts}, which tiktoken would merge"
+    return None

@@ -13,6 +13,14 @@ specials, so user text cannot inject control tokens; ``decode`` drops special id
 
 BPE vocabularies that tiktoken can run (``zoo.text.fast``) are encoded through tiktoken, with ids
 identical to the ``tokenizers`` path (``fast=False`` turns it off).
+
+What ``fit`` gives is exactly what the saved file holds: the trained pipeline is re-read from its
+JSON, and Unigram scores are kept to 15 significant digits, which ``tokenizers``' float reader reads
+back bit for bit. BPE training is deterministic (same texts, same ``tokenizer.json``). Unigram and
+WordPiece training are not, and zoo cannot seed them: their trainers iterate Rust hash maps with
+random per-instance seeds (Unigram: the order of words, hence the float sums of EM, so scores move
+in the third decimal; WordPiece: the ids of ``##`` continuation characters, which break ties between
+equally frequent pairs). Keep the saved ``tokenizer.json`` to reproduce one.
 """
 
 from __future__ import annotations
@@ -57,16 +65,20 @@ class HFTokenizer(TextTokenizer):
     def _trainer(self):
         """The ``tokenizers`` trainer ``fit`` runs."""
 
-    def _set_tokenizer(self, tk) -> None:
-        """Adopt a ``tokenizers.Tokenizer`` and rebuild the id tables decoding relies on."""
+    def _set_tokenizer(self, tk, source: str | None = None) -> None:
+        """Adopt a ``tokenizers.Tokenizer`` and rebuild the id tables decoding relies on.
+
+        ``source`` names the file the pipeline came from, for errors about its vocabulary."""
+        source = source or type(self).__name__
         tk.encode_special_tokens = True  # text is text: "<|endoftext|>" in input is not a control token
         added = {token.content: i for i, token in tk.get_added_tokens_decoder().items() if token.special}
+        vocab = tk.get_vocab(with_added_tokens=True)
+        _check_ids_are_dense(vocab, source)
         self.special_ids: dict[str, int] = added
-        size = tk.get_vocab_size(with_added_tokens=True)
-        id_bytes: list[bytes] = [b""] * size
+        id_bytes: list[bytes] = [b""] * len(vocab)
         byte_ids: list[int | None] = [None] * 256
         special = set(added.values())
-        for token, i in tk.get_vocab(with_added_tokens=True).items():
+        for token, i in vocab.items():
             if i in special:
                 continue
             raw = from_byte_chars(token) if self.byte_level else None
@@ -76,7 +88,7 @@ class HFTokenizer(TextTokenizer):
         if self.byte_level and None in byte_ids:
             missing = [b for b, i in enumerate(byte_ids) if i is None]
             raise ZooError(
-                f"{type(self).__name__}: byte-level vocabulary lacks {len(missing)} of the 256 byte tokens "
+                f"{source}: byte-level vocabulary lacks {len(missing)} of the 256 byte tokens "
                 f"(e.g. byte {missing[0]}); it could not encode every string"
             )
         self._tk = tk
@@ -121,7 +133,10 @@ class HFTokenizer(TextTokenizer):
         fast = self._fast_encoder()
         if fast:
             return fast.encode(text)
-        return self._tk.encode(text, add_special_tokens=False).ids
+        try:
+            return self._tk.encode(text, add_special_tokens=False).ids
+        except Exception as err:  # e.g. a character outside a vocabulary that has no unknown token
+            raise ZooError(f"{type(self).__name__}: tokenizers could not encode the text ({err})") from None
 
     def encode_one(self, text: str) -> list[int]:
         if not self.byte_level:
@@ -135,7 +150,10 @@ class HFTokenizer(TextTokenizer):
         fast = self._fast_encoder()
         if fast:
             return fast.encode_batch(texts)
-        return [e.ids for e in self._tk.encode_batch_fast(texts, add_special_tokens=False)]
+        try:
+            return [e.ids for e in self._tk.encode_batch_fast(texts, add_special_tokens=False)]
+        except Exception:  # find the text at fault, and say why
+            return [self._encode_valid(t) for t in texts]
 
     def decode_one(self, ids: list[int]) -> str:
         if self.byte_level:
@@ -155,15 +173,20 @@ class HFTokenizer(TextTokenizer):
     # -- training ---------------------------------------------------------------------------------
     def fit(self, texts: Iterable[str]) -> None:
         """Train the vocabulary from scratch on ``texts`` (the trainer calls this, then ``save_pretrained``)."""
+        from tokenizers import Tokenizer
+
         # Specials are registered after training: the trainer puts them first in the model's vocabulary and
         # the added-token table then takes those ids (registered before, it would keep stale ones).
         tk = self._build_untrained(with_specials=False)
         tk.train_from_iterator(_training_texts(texts, type(self).__name__), trainer=self._trainer())
-        self._after_training(tk)
-        self._set_tokenizer(_with_specials(tk, self.special_tokens))
+        # The trained pipeline is re-read from its own JSON, so the model zoo encodes with is the one every
+        # loader of the saved tokenizer.json gets (no state that only lives in memory).
+        state = json.loads(tk.to_str())
+        self._after_training(state)
+        self._set_tokenizer(_with_specials(Tokenizer.from_str(json.dumps(state)), self.special_tokens))
 
-    def _after_training(self, tk) -> None:
-        """Hook for settings a trainer resets."""
+    def _after_training(self, state: dict) -> None:
+        """Hook to edit the trained pipeline's JSON state (settings a trainer resets, values a reader changes)."""
 
     # -- weights ----------------------------------------------------------------------------------
     def _has_weights(self) -> bool:
@@ -182,7 +205,24 @@ class HFTokenizer(TextTokenizer):
         kind = json.loads(tk.to_str()).get("model", {}).get("type")
         if kind != self.model_type:
             raise ZooError(f"{path}: holds a {kind} model, but {type(self).__name__} expects {self.model_type}")
-        self._set_tokenizer(tk)
+        self._set_tokenizer(tk, str(path))
+
+
+def _check_ids_are_dense(vocab: dict[str, int], source: str) -> None:
+    """Ids ``0..n-1``, one token each: decoding indexes a table by id, and a shared id could not round-trip."""
+    if not vocab:
+        raise ZooError(f"{source}: the vocabulary is empty; expected at least one token")
+    seen: dict[int, str] = {}
+    for token, i in sorted(vocab.items(), key=lambda item: item[1]):
+        if i in seen:
+            raise ZooError(f"{source}: tokens {seen[i]!r} and {token!r} share id {i}; expected one token per id")
+        seen[i] = token
+    top = max(seen)
+    if top >= len(vocab):
+        raise ZooError(
+            f"{source}: token {seen[top]!r} has id {top}, but the vocabulary has {len(vocab)} tokens; "
+            f"expected ids 0..{len(vocab) - 1} without gaps"
+        )
 
 
 def _with_specials(tk, special_tokens: Iterable[str]):
@@ -243,14 +283,8 @@ class BPETokenizer(HFTokenizer):
             show_progress=False,
         )
 
-    def _after_training(self, tk) -> None:
-        # Re-read the trained model with ignore_merges on (the trainer builds a fresh BPE model).
-        from tokenizers import Tokenizer
-
-        state = json.loads(tk.to_str())
-        state["model"]["ignore_merges"] = True
-        trained = Tokenizer.from_str(json.dumps(state))
-        tk.model = trained.model
+    def _after_training(self, state: dict) -> None:
+        state["model"]["ignore_merges"] = True  # the trainer builds a fresh BPE model with it off
 
 
 class UnigramTokenizer(HFTokenizer):
@@ -299,6 +333,13 @@ class UnigramTokenizer(HFTokenizer):
             max_piece_length=self.max_piece_length,
             show_progress=False,
         )
+
+    def _after_training(self, state: dict) -> None:
+        # tokenizers reads tokenizer.json floats with serde_json's fast parser, which misreads some 16-17 digit
+        # numbers by one ulp (about 80 of 1200 trained scores). Viterbi paths that tie up to rounding (the same
+        # pieces in another order) then flip, so a reloaded file encoded differently from the trained model.
+        # A decimal of at most 15 significant digits is read exactly, so the scores are rounded to that.
+        state["model"]["vocab"] = [[piece, float(f"{score:.15g}")] for piece, score in state["model"]["vocab"]]
 
 
 class WordPieceTokenizer(HFTokenizer):

@@ -1,0 +1,230 @@
+"""The contract around a published VQ image tokenizer whose network a maintained library implements.
+
+    images [B, 3, H, W] in [0, 1] -> pixels = (x * 255 * rescale_factor - mean) / std   (the model's processor)
+        -> the wrapped model's encoder + quantiser -> ids [B, H / f, W / f]
+    ids [B, h, w] -> the wrapped model's decoder -> pixels -> (pixels * std + mean) / (255 * rescale_factor)
+        -> clamped to [0, 1] -> images [B, 3, H, W]
+
+The network is the library's class (``hf_model``) built from its config class (``hf_config``) with the
+entry's ``vq_config``, so ``config`` records a plain JSON dict that rebuilds it. The normalisation is the
+one the authors' image processor applies (``rescale_factor``, ``image_mean``, ``image_std``), written out in
+the entry, so no processor file is read. Resizing and cropping are the data's job (the entry's ``inputs``).
+
+Weights: a folder saved here loads strictly as any zoo checkpoint. An official safetensors file is read
+tensor by tensor (``safe_open``: only the VQ's tensors of a whole-model file are read), mapped to this
+wrapper's names by the family's ``convert`` (timm's ``checkpoint_filter_fn`` pattern) and loaded strictly;
+half-precision tensors are widened to float32 (exact), nothing is ever narrowed. Pickled checkpoints
+(``.pt``, ``.ckpt``) are never read here: ``zoo.image.published.convert`` turns them into a folder once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.image.vq.vqgan import checked_image_grid
+from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids
+
+# The VQ model's own submodules: a key of an official file belongs to the tokenizer when, past its prefix,
+# it starts with one of these.
+VQ_PARTS = ("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv.")
+# Tensors that carry no computation (training statistics); dropped when reading official files.
+UNUSED_SUFFIXES = ("quantize.codebook_used",)
+# Dtypes an official file may hold: widening them to float32 is exact.
+WIDENED = (torch.float32, torch.bfloat16, torch.float16)
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+def import_class(target: str) -> type:
+    """``"package.module:Class"`` of the wrapped library (code zoo chose, not a data file's target)."""
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ZooError(f"{target}: not importable ({err}); these tokenizers need a transformers that has the "
+                       "class (tested with 5.25; pip install 'zoo[hf]')") from None
+
+
+def vq_tensors(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> tuple[str, dict[str, torch.Tensor]]:
+    """The VQ model's tensors of ``state`` under the first of ``prefixes`` that holds any, with the prefix removed.
+
+    ``""`` is the bare model (a file saved from the VQ class itself); ``"model.vqmodel."`` the VQ inside a
+    whole transformers model; ``"gen_vision_model."`` Janus's own layout, and so on per family."""
+    for prefix in prefixes:
+        found = {key[len(prefix):]: value for key, value in state.items()
+                 if key.startswith(prefix) and key[len(prefix):].startswith(VQ_PARTS)}
+        if found:
+            return prefix, found
+    sample = sorted(state)[:6]
+    raise ZooError(f"no VQ tokenizer tensors found under any of the prefixes {list(prefixes)} "
+                   f"(the file's first keys: {sample})")
+
+
+def read_safetensors(path: Path, prefixes: tuple[str, ...], tensors: bool = True) -> tuple[str, dict]:
+    """The prefix the VQ sits under in a (possibly whole-model) safetensors file, and its tensors keyed without
+    the prefix; only those tensors are read (``tensors=False``: their names only, values None)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            prefix, names = vq_tensors(dict.fromkeys(handle.keys()), prefixes)
+            return prefix, {name: handle.get_tensor(prefix + name) if tensors else None for name in names}
+    except SafetensorError as err:
+        raise ZooError(f"{path}: not a valid safetensors file ({err})") from None
+    except ZooError as err:
+        raise ZooError(f"{path}: {err}") from None
+
+
+class PublishedImageTokenizer(NeuralTokenizer):
+    """A published VQ image tokenizer: the wrapped library model is ``self.model``; frozen (no training here)."""
+
+    modality = "image"
+    hf_config: ClassVar[str] = ""  # "transformers.models.x.configuration_x:XVQVAEConfig"
+    hf_model: ClassVar[str] = ""  # "transformers.models.x.modeling_x:XVQVAE"
+    # Where the VQ sits in the files this family reads, tried in order; "model." first (this wrapper's own).
+    source_prefixes: ClassVar[tuple[str, ...]] = ("model.", "", "model.vqmodel.", "vqmodel.")
+    max_tokens: ClassVar[int] = 128 * 128
+
+    def __init__(self, vq_config: dict, image_size: int, rescale_factor: float = 1 / 255,
+                 image_mean: tuple[float, ...] = (0.5, 0.5, 0.5), image_std: tuple[float, ...] = (0.5, 0.5, 0.5),
+                 seed: int = 0):
+        super().__init__()
+        if len(image_mean) != 3 or len(image_std) != 3 or min(image_std) <= 0 or rescale_factor <= 0:
+            raise ZooError(f"{type(self).__name__}: image_mean / image_std must be 3 values (std > 0) and "
+                           f"rescale_factor > 0, got {image_mean}, {image_std}, {rescale_factor}")
+        self.image_size = int(image_size)
+        self.model = self._build(vq_config, seed)
+        self.downsample = 2 ** (len(self.model.config.channel_multiplier) - 1)
+        if self.image_size % self.downsample:
+            raise ZooError(f"{type(self).__name__}: image_size {image_size} is not a multiple of the downsampling "
+                           f"factor {self.downsample}")
+        # pixels = x * scale - shift, per channel: the processor's rescale then normalise, folded into one affine map
+        scale = torch.tensor([255 * rescale_factor / s for s in image_std]).view(1, 3, 1, 1)
+        shift = torch.tensor([m / s for m, s in zip(image_mean, image_std)]).view(1, 3, 1, 1)
+        self.register_buffer("pixel_scale", scale, persistent=False)
+        self.register_buffer("pixel_shift", shift, persistent=False)
+
+    def _build(self, vq_config: dict, seed: int):
+        """The library's model from ``vq_config``, seeded: ``zoo.load(name)`` always builds the same network."""
+        config_cls, model_cls = import_class(self.hf_config), import_class(self.hf_model)
+        known = set(config_cls().to_dict())
+        unknown = sorted(set(vq_config) - known)
+        if unknown:  # transformers' configs accept any key silently; a typo must not build a different model
+            raise ZooError(f"{type(self).__name__}: vq_config keys {unknown} are not fields of "
+                           f"{config_cls.__name__} (it takes {sorted(known - {'transformers_version'})})")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = model_cls(config_cls(**vq_config))
+        return model.float().eval().requires_grad_(False)
+
+    # -- contract ------------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.quantize.embedding.num_embeddings)
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Ids per image at the native ``image_size``."""
+        return (self.image_size // self.downsample) ** 2
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """``[K, D]``: the code vectors the decoder reads (what ``embed`` returns)."""
+        return self.model.quantize.embedding.weight
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids ``[B, h, w]`` -> code vectors ``[B, h, w, D]`` as the decoder reads them."""
+        return self.codebook[check_ids(ids, self.vocab_size).to(self.codebook.device)]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in ``[0, 1]`` (sides multiples of the downsampling factor) -> ids ``[B, h, w]``."""
+        x = checked_image_grid(x, self.downsample, self.max_tokens)
+        with torch.no_grad():
+            ids = self.ids_from_pixels(self.to_pixels(x))
+        return ids.view(x.shape[0], x.shape[-2] // self.downsample, x.shape[-1] // self.downsample)
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids ``[B, h, w]`` -> images ``[B, 3, h * f, w * f]`` in ``[0, 1]``."""
+        if not self.has_decoder:
+            raise ZooError(f"{type(self).__name__} has no decoder: {self.model.config.model_type}'s library class "
+                           "ships the encoder and quantiser only")
+        ids = check_ids(ids, self.vocab_size).to(self.device)
+        if ids.ndim != 3:
+            raise ZooError(f"ids: expected shape [B, h, w], got {list(ids.shape)}")
+        with torch.no_grad():
+            return self.from_pixels(self.pixels_from_ids(ids))
+
+    def forward(self, x: torch.Tensor) -> TokenizerOutput:
+        ids = self.encode(x)
+        return TokenizerOutput(output=self.decode(ids) if self.has_decoder else None, indices=ids)
+
+    def training_losses(self, batch: dict, step: int):
+        raise ZooError(f"{type(self).__name__} wraps published weights and is used frozen; fine-tuning it is not "
+                       "implemented in zoo")
+
+    # -- the model's conventions -----------------------------------------------------------------------
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` images -> what the model's image processor would give it."""
+        return x.to(self.pixel_scale.device, torch.float32) * self.pixel_scale - self.pixel_shift
+
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The decoder's output -> ``[0, 1]`` images (the processor's inverse, clamped)."""
+        return ((pixels + self.pixel_shift) / self.pixel_scale).clamp(0.0, 1.0)
+
+    def ids_from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels ``[B, 3, H, W]`` -> ids (any shape holding ``B * h * w`` values, row-major)."""
+        raise NotImplementedError
+
+    def pixels_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids ``[B, h, w]`` -> the decoder's output in the model's pixel range."""
+        raise NotImplementedError
+
+    # -- weights ---------------------------------------------------------------------------------------
+    @classmethod
+    def rename(cls, name: str) -> str:
+        """One tensor name of the authors' layout -> the library's (identity where the layouts agree)."""
+        return name
+
+    @classmethod
+    def convert(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict in any layout this family reads -> this wrapper's (``model.`` + the library's names)."""
+        _, tensors = vq_tensors(state, cls.source_prefixes)
+        return {"model." + cls.rename(name): tensor for name, tensor in tensors.items()
+                if not name.endswith(UNUSED_SUFFIXES)}
+
+    def _load_weights(self, path: Path) -> None:
+        if path.suffix in PICKLE_SUFFIXES:
+            raise ZooError(f"{path}: a pickled checkpoint, which zoo.load never reads; convert it once with "
+                           "`python -m zoo.image.published.convert SRC --to DIR NAME` and load DIR")
+        prefix, _ = read_safetensors(path, self.source_prefixes, tensors=False)
+        if prefix == "model.":  # a folder saved here: the standard strict loader and its checks
+            return super()._load_weights(path)
+        _, tensors = read_safetensors(path, (prefix,))
+        self.load_converted(self.convert({prefix + name: tensor for name, tensor in tensors.items()}), str(path))
+
+    def load_converted(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Load a converted state dict strictly; half precision is widened to float32, nothing else is cast."""
+        for name, tensor in state.items():
+            if tensor.is_floating_point() and tensor.dtype not in WIDENED:
+                raise ZooError(f"{source}: tensor {name!r} is {tensor.dtype}; expected float32, bfloat16 or float16")
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ZooError(f"{source}: tensor {name!r} holds NaN/Inf values; refusing weights that cannot compute")
+        own = self.state_dict()
+        # BatchNorm's batch counter only matters in training; files saved without it still compute the same.
+        state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        misshapen = [f"{k} {list(state[k].shape)} (expected {list(own[k].shape)})"
+                     for k in own.keys() & state.keys() if state[k].shape != own[k].shape]
+        if missing or unexpected or misshapen:
+            raise ZooError(f"{source}: weights do not match {type(self).__name__}({self.model.config.model_type}): "
+                           f"missing {missing[:6]}, unexpected {unexpected[:6]}, misshapen {misshapen[:6]}")
+        self.load_state_dict(state, strict=True)
+
+    def extra_repr(self) -> str:
+        return (f"{self.model.config.model_type}, vocab_size={self.vocab_size}, f{self.downsample}, "
+                f"{self.tokens_per_image} tokens at {self.image_size}px")
+

@@ -1,0 +1,94 @@
+"""An authors' checkpoint file -> a zoo checkpoint folder, once; ``zoo.load(DIR)`` then reads safetensors only.
+
+    python -m zoo.image.published.convert vq_ds8_c2i.pt --to runs/llamagen-vq8 llamagen-vq16 \\
+        --set 'vq_config={"channel_multiplier": [1, 2, 2, 4]}'
+
+Pickled files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) are read with ``torch.load(weights_only=True)`` only:
+tensors and plain containers, never code. A file that needs a full unpickle (Lightning checkpoints that
+store Python objects beside the tensors) is refused with the reason. The state dict is taken from
+``ema``, ``model`` or ``state_dict`` when the file nests it (LlamaGen's training checkpoints keep
+``model``), mapped by the family's ``convert`` and loaded strictly into the named entry's network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.hub import sha256_of
+from zoo.image.published.base import PICKLE_SUFFIXES, PublishedImageTokenizer
+
+NESTED_STATE_KEYS = ("ema", "model", "state_dict")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors or (weights-only) pickled checkpoint, un-nested from ``ema`` / ``model`` /
+    ``state_dict``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix not in PICKLE_SUFFIXES:
+        raise ZooError(f"{path}: expected a .safetensors or a pickled {'/'.join(PICKLE_SUFFIXES)} checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
+        reason = str(err).splitlines()[0][:300]
+        raise ZooError(f"{path}: refused: reading it needs a full unpickle (it stores Python objects besides tensors), "
+                       f"which can run code; zoo reads pickles with weights_only=True only ({reason})") from None
+    for key in NESTED_STATE_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ZooError(f"{path}: expected a state dict of tensors (or one under {list(NESTED_STATE_KEYS)})")
+    return state
+
+
+def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer, **overrides) -> Path:
+    """Convert ``source`` into a ``save_pretrained`` folder of ``tokenizer`` (a registry name or a published
+    tokenizer object); ``overrides`` replace the entry's config (another topology of the same family)."""
+    from zoo.loading import load_tokenizer
+
+    tok = load_tokenizer(tokenizer, pretrained=False, **overrides) if isinstance(tokenizer, str) else tokenizer
+    if not isinstance(tok, PublishedImageTokenizer):
+        raise ZooError(f"{tokenizer!r}: expected a published image tokenizer (zoo.image.published), got "
+                       f"{type(tok).__name__}")
+    tok.load_converted(type(tok).convert(read_checkpoint(source)), str(source))
+    metadata = {"converted_from": str(source), "source_sha256": sha256_of(source)}
+    return tok.save_pretrained(directory, metadata=metadata)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoo.image.published.convert", description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the authors' checkpoint file")
+    parser.add_argument("--to", required=True, help="the folder to write (config.json + model.safetensors)")
+    parser.add_argument("tokenizer", help="the registry entry whose family and config the file fits")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="config override")
+    args = parser.parse_args(argv)
+    try:
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ZooError(f"--set {item!r}: expected KEY=JSON")
+            overrides[key] = json.loads(value)
+        folder = convert_checkpoint(args.source, args.to, args.tokenizer, **overrides)
+    except (ZooError, json.JSONDecodeError) as err:
+        print(f"convert: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder} (zoo.load({str(folder)!r}))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
