@@ -36,3 +36,17 @@ def _seeded(monkeypatch, tmp_path_factory):
     # so rendered audio and reference statistics are built once per run.
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path_factory.getbasetemp() / "zoo-cache"))
     yield
+
+
+@pytest.fixture(scope="session")
+def vgg16_file(tmp_path_factory):
+    """A VGG16 feature stack with seeded random weights, in the layout the perceptual loss reads (no download)."""
+    from safetensors.torch import save_file
+    from torchvision.models.vgg import cfgs, make_layers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        features = make_layers(cfgs["D"])[:30]
+    path = tmp_path_factory.mktemp("vgg16") / "vgg16.safetensors"
+    save_file({f"features.{k}": v.contiguous() for k, v in features.state_dict().items()}, str(path))
+    return path

@@ -103,7 +103,7 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> torch.Tensor
     """
     import soundfile
 
-    from zoo.tokenizer import check_audio
+    from zoo.inputs import check_audio
 
     path = _existing(path)
     try:

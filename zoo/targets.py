@@ -98,12 +98,10 @@ def import_target(target: str, where: str = "target") -> Any:
     return obj
 
 
-def resolve_class(target: str, base: type | tuple[type, ...] | None = None, where: str = "target",
+def resolve_class(target: str, base: type | tuple[type, ...], where: str = "target",
                   trust_remote_code: bool = False) -> type:
-    """The class a data file names, after the allow-list check (see the module docstring).
-
-    ``base``: the class(es) it must derive from; by default any zoo family (``Pretrained``) or torch module.
-    """
+    """The class a data file names, after the allow-list check (see the module docstring); it must derive from
+    ``base`` (a zoo family: ``Pretrained``; a building block: ``torch.nn.Module``)."""
     module_name, _ = split_target(canonical_target(target), where)
     if not is_trusted_module(module_name, trust_remote_code):
         raise ZooError(
@@ -112,12 +110,6 @@ def resolve_class(target: str, base: type | tuple[type, ...] | None = None, wher
             f"zoo.targets.allow_modules({module_name.split('.')[0]!r}) or set {TRUST_ENV}=1"
         )
     obj = import_target(target, where)
-    if base is None:
-        from torch import nn
-
-        from zoo.pretrained import Pretrained
-
-        base = (Pretrained, nn.Module)
     if not isinstance(obj, type) or not issubclass(obj, base):
         names = " or ".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
         raise ZooError(f"{where}: target {target!r} is not a {names} class; a data file may name only zoo "

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import zoo
+from zoo.pretrained import Pretrained
 from zoo.targets import ALIASES, canonical_target, resolve_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,8 @@ def test_the_face_check_sees_an_upward_import(tmp_path):
 @pytest.mark.parametrize("old", sorted(ALIASES))
 def test_every_old_class_path_resolves_to_its_new_home(old):
     new = canonical_target(old)
-    assert new != old and resolve_class(old) is resolve_class(new)
+    blocks = (Pretrained, torch.nn.Module)  # families and the building blocks nested specs name
+    assert new != old and resolve_class(old, base=blocks) is resolve_class(new, base=blocks)
 
 
 def test_shipped_files_name_current_class_paths():

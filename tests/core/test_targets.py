@@ -15,6 +15,7 @@ import pytest
 import zoo
 from zoo.cli import main
 from zoo.errors import ZooError
+from zoo.pretrained import Pretrained
 from zoo.targets import TRUSTED_MODULES_ENV, allow_modules, disallow_modules, resolve_class
 
 
@@ -87,10 +88,10 @@ def test_trusted_code_loads_when_the_caller_says_so(tmp_path, planted, monkeypat
 
 def test_allow_modules_is_explicit_and_reversible(planted):
     with pytest.raises(ZooError, match="outside the zoo package"):
-        resolve_class("plantedmod:Planted")
+        resolve_class("plantedmod:Planted", base=Pretrained)
     allow_modules("plantedmod")
     try:
-        assert resolve_class("plantedmod:Planted").__name__ == "Planted"
+        assert resolve_class("plantedmod:Planted", base=Pretrained).__name__ == "Planted"
     finally:
         disallow_modules("plantedmod")
     with pytest.raises(ZooError, match="expected package names"):
@@ -125,4 +126,4 @@ def test_a_recipe_target_is_checked(tmp_path, target):
 @pytest.mark.parametrize("bad", ["nocolon", ":X", "os:", "..evil:X", 3])
 def test_malformed_targets_name_themselves(bad):
     with pytest.raises(ZooError, match="target"):
-        resolve_class(bad)
+        resolve_class(bad, base=Pretrained)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import zoo
 from zoo.train.recipe import load_recipe
@@ -50,12 +49,10 @@ def test_paper_scale_recipes_carry_robustok_settings():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["vq-f16-imagenet", "vq-f16-robust-imagenet"])
-def test_paper_scale_recipe_builds_and_runs_one_step_on_cpu(recipe, tmp_path):
+def test_paper_scale_recipe_builds_and_runs_one_step_on_cpu(recipe, tmp_path, vgg16_file):
     """256x256, f16, codebook 4096, LPIPS (random VGG file) and the GAN from step 0, perturbation on: one step."""
-    from torchvision.models.vgg import cfgs, make_layers
 
-    vgg = tmp_path / "vgg16.safetensors"
-    save_file({f"features.{k}": v.contiguous() for k, v in make_layers(cfgs["D"]).state_dict().items()}, str(vgg))
+    vgg = vgg16_file
     out = tmp_path / "run"
     overrides = [
         "steps=1", "batch_size=2", 'mixed_precision="no"', "ema=null", "checkpoint.every=0", "log.every=1",

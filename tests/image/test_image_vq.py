@@ -143,24 +143,12 @@ def test_adaptive_weight_is_the_gradient_norm_ratio():
     assert float(adaptive_gan_weight(rec, gan, last, max_weight=2.0)) == 2.0
 
 
-@pytest.fixture
-def vgg_file(tmp_path):
-    from torchvision.models.vgg import cfgs, make_layers
-
-    torch.manual_seed(0)
-    features = make_layers(cfgs["D"])[:30]
-    tensors = {f"features.{k}": v.contiguous() for k, v in features.state_dict().items()}
-    path = tmp_path / "vgg16.safetensors"
-    save_file(tensors, str(path))
-    return path
-
-
-def test_perceptual_loss_from_a_local_file(vgg_file, tmp_path):
-    loss = PerceptualLoss(vgg_file)
+def test_perceptual_loss_from_a_local_file(vgg16_file, tmp_path):
+    loss = PerceptualLoss(vgg16_file)
     x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
     assert float(loss(x, y)) > 0 and all(not p.requires_grad for p in loss.parameters())
-    tok = tiny(loss={"perceptual": 1.0, "perceptual_weights": str(vgg_file)}).train()
+    tok = tiny(loss={"perceptual": 1.0, "perceptual_weights": str(vgg16_file)}).train()
     out = tok.training_losses({"image": torch.rand(2, 3, 32, 32)}, 0)
     assert float(out.losses["perceptual"]) > 0
     assert not any("features" in key for key in tok.state_dict())  # VGG stays out of the checkpoint

@@ -451,18 +451,16 @@ def test_paper_scale_recipe_carries_tokenflow_settings():
 
 
 @pytest.mark.slow
-def test_paper_scale_recipe_builds_and_runs_one_step_on_cpu(tmp_path):
+def test_paper_scale_recipe_builds_and_runs_one_step_on_cpu(tmp_path, vgg16_file):
     """224x224, f16, codebook 32768, 8 scales, a random CLIP ViT-B/16-size teacher from a local file, LPIPS (random
     VGG file) and the GAN from step 0: one optimiser step, then the export encodes to 561 tokens."""
     import timm
-    from torchvision.models.vgg import cfgs, make_layers
 
     teacher = tmp_path / "clip-vit-b16.safetensors"
     network = timm.create_model("vit_base_patch16_clip_224.openai", pretrained=False)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(teacher))
     del network
-    vgg = tmp_path / "vgg16.safetensors"
-    save_file({f"features.{k}": v.contiguous() for k, v in make_layers(cfgs["D"]).state_dict().items()}, str(vgg))
+    vgg = vgg16_file
     out = tmp_path / "run"
     overrides = [
         "steps=1", "batch_size=2", "mixed_precision=no", "checkpoint.every=0", "log.every=1", "log.progress=false",

@@ -150,7 +150,7 @@ class ProbeMetric(Metric):
 
     def view_features(self, ctx: EvalContext) -> dict[str, np.ndarray]:
         """Features ``[B, D]`` of one batch per view (``ctx.ids`` is the batch's one shared encoding)."""
-        raise NotImplementedError
+        raise ZooError(f"{type(self).__name__} does not define view_features(ctx), the features it probes")
 
     def reset(self) -> None:
         super().reset()

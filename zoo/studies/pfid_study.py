@@ -52,12 +52,13 @@ class Pair:
 def _generator_tokenizer(recipe) -> str | None:
     """The ``tokenizer`` a stage's model is built on, when the stage trains a token generator."""
     from zoo.generators.token_generator import TokenGenerator
+    from zoo.pretrained import Pretrained
     from zoo.targets import resolve_class
 
     spec = recipe.model
     if spec.target is None:
         return None
-    cls = resolve_class(spec.target, where="recipe model")
+    cls = resolve_class(spec.target, base=Pretrained, where="recipe model")
     if not issubclass(cls, TokenGenerator):
         return None
     return str({**spec.config, **spec.overrides}.get("tokenizer", ""))
@@ -65,12 +66,13 @@ def _generator_tokenizer(recipe) -> str | None:
 
 def _builds_tokenizer(recipe) -> bool:
     """Whether a stage trains a tokenizer (registry-named models are tokenizers)."""
+    from zoo.pretrained import Pretrained
     from zoo.targets import resolve_class
     from zoo.tokenizer import Tokenizer
 
     if recipe.model.target is None:
         return True
-    return issubclass(resolve_class(recipe.model.target, where="recipe model"), Tokenizer)
+    return issubclass(resolve_class(recipe.model.target, base=Pretrained, where="recipe model"), Tokenizer)
 
 
 def _paired(pairs: list[Pair]) -> set[int]:

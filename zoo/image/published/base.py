@@ -177,11 +177,11 @@ class PublishedImageTokenizer(NeuralTokenizer):
 
     def ids_from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised pixels ``[B, 3, H, W]`` -> ids (any shape holding ``B * h * w`` values, row-major)."""
-        raise NotImplementedError
+        raise ZooError(f"{type(self).__name__} does not define ids_from_pixels(pixels)")
 
     def pixels_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """ids ``[B, h, w]`` -> the decoder's output in the model's pixel range."""
-        raise NotImplementedError
+        raise ZooError(f"{type(self).__name__} does not define pixels_from_ids(ids)")
 
     # -- weights ---------------------------------------------------------------------------------------
     @classmethod

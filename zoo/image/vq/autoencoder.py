@@ -99,15 +99,15 @@ class PixelAutoencoder(NeuralTokenizer):
     # -- what a family supplies -------------------------------------------------------------------------------
     def ids_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """The family's quantiser: ``encode_latent``'s output -> token ids."""
-        raise NotImplementedError
+        raise ZooError(f"{type(self).__name__} does not define ids_from_latent(latent), its quantiser")
 
     def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (checked here) -> codes ``[B, D, h, w]`` that ``decode_codes`` takes."""
-        raise NotImplementedError
+        raise ZooError(f"{type(self).__name__} does not define codes_from_ids(ids)")
 
     def _run(self, x: torch.Tensor, step: int | None) -> TokenizerOutput:
         """Checked images -> reconstruction and losses (``pixel_losses``); ``step`` None outside training."""
-        raise NotImplementedError
+        raise ZooError(f"{type(self).__name__} does not define _run(images, step), its losses")
 
     # -- the contract ---------------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
