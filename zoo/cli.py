@@ -80,7 +80,9 @@ def _load_tokenizer(args):
     from zoo.loading import load_tokenizer
 
     # A registry entry with shipped weights is used pretrained; a folder loads as saved.
-    return load_tokenizer(args.name, verify=not args.no_verify, dtype_cast=args.dtype_cast)
+    return load_tokenizer(
+        args.name, trust_remote_code=args.trust_remote_code, verify=not args.no_verify, dtype_cast=args.dtype_cast
+    )
 
 
 def _text_inputs(inputs: list[str]) -> list[str]:
@@ -172,8 +174,10 @@ def _id_grid_shape(value, modality: str, where: str = "ids", depth: int = 0) -> 
     shapes = [_id_grid_shape(item, modality, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     for i, shape in enumerate(shapes):
         if shape != shapes[0]:
-            raise ZooError(f"ids: ragged rows, {where}[{i}] has shape {list(shape)} but {where}[0] has "
-                           f"{list(shapes[0])}; {modality} ids must form a rectangular grid")
+            raise ZooError(
+                f"ids: ragged rows, {where}[{i}] has shape {list(shape)} but {where}[0] has "
+                f"{list(shapes[0])}; {modality} ids must form a rectangular grid"
+            )
     return (len(value), *(shapes[0] if shapes else ()))
 
 
@@ -247,10 +251,21 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _loading_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-verify", action="store_true",
-                        help="load a folder even when a file differs from the sha256 its config.json records")
-    parser.add_argument("--dtype-cast", action="store_true",
-                        help="cast weights stored in another dtype (float16, float64) instead of refusing them")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let a folder's config.json name classes outside the zoo package (it runs their code)",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="load a folder even when a file differs from the sha256 its config.json records",
+    )
+    parser.add_argument(
+        "--dtype-cast",
+        action="store_true",
+        help="cast weights stored in another dtype (float16, float64) instead of refusing them",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

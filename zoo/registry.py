@@ -1,4 +1,4 @@
-"""The catalog of named tokenizers, read from ``registry.yaml`` and validated on load.
+"""The catalog of named tokenizers, read from ``registry/*.yaml`` and validated on load.
 
 An entry::
 
@@ -47,7 +47,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.names import suggest
-from zoo.resources import registry_file
+from zoo.resources import registry_files
 from zoo.yamlfile import read_yaml
 
 _FIELDS: dict[str, tuple[type, ...]] = {
@@ -335,7 +335,8 @@ def default_registry() -> Registry:
     global _REGISTRY
     if _REGISTRY is None:
         registry = Registry()
-        registry.add(registry_file())
+        for path in registry_files():
+            registry.add(path)
         _REGISTRY = registry
     return _REGISTRY
 

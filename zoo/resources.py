@@ -12,15 +12,18 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def data_root() -> Path:
-    """The folder holding ``registry.yaml``, ``recipes/``, ``eval/`` and ``weights/``."""
+    """The folder holding ``registry/``, ``recipes/``, ``eval/`` and ``weights/``."""
     installed = _PACKAGE_DIR / "_data"
-    if (installed / "registry.yaml").is_file():
+    if (installed / "registry").is_dir():
         return installed
     return _PACKAGE_DIR.parent
 
 
-def registry_file() -> Path:
-    return data_root() / "registry.yaml"
+def registry_files() -> list[Path]:
+    """The package catalog: one YAML file per family group, so additions to different groups never collide.
+
+    Read in name order; a name defined in two files is an error naming both (``zoo.registry``)."""
+    return sorted((data_root() / "registry").glob("*.yaml"))
 
 
 def resolve_resource(path: str | Path) -> Path:

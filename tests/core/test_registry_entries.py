@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 
 import zoo
 from zoo.hub import cached_path
+from zoo.resources import resolve_resource
 from zoo.tokenizer import AudioTokens
 
 NAMES = zoo.list_tokenizers()
@@ -175,7 +175,7 @@ def _numbers_in(text: str) -> str:
 @pytest.mark.parametrize("name", [n for n in NAMES if (zoo.registry.get(n).card or {}).get("metrics")])
 def test_card_metrics_are_copied_from_the_file_they_name(name):
     entry = zoo.registry.get(name)
-    source = Path(entry.source).parent / entry.card["metrics_source"]
+    source = resolve_resource(entry.card["metrics_source"])  # package catalog paths: relative to the data root
     assert source.is_file(), f"{name}: metrics_source {source} does not exist"
     text = _numbers_in(source.read_text(encoding="utf-8"))
     assert name in text, f"{name} is not mentioned in {source}"

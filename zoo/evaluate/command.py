@@ -2,12 +2,25 @@
 
 Under ``accelerate launch -m zoo eval ...`` the items are sharded over the processes and metric
 state is summed; the main process writes the outputs.
+
+One run writes one ``--out`` folder at a time: the run holds ``OUT/.zoo-eval.lock`` (created with O_EXCL,
+holding its pid and host) and a second run into the same folder is refused, naming the first one's pid, so
+no run's results are silently replaced. A lock left by a run that died (its pid is gone on this host) is
+taken over.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import socket
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+LOCK_NAME = ".zoo-eval.lock"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,25 +49,85 @@ def _accelerator():
     return Accelerator()
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
+
+def _read_lock(path: Path) -> dict | None:
+    """The lock's owner, or None when the file is gone; an unreadable lock counts as held by nobody known."""
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+@contextlib.contextmanager
+def out_folder_lock(out: Path):
+    """Hold ``out/.zoo-eval.lock`` for the run: refuse a folder another live run holds, take over a dead one's."""
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"--out {out}: is a file; expected a folder for results.json, results.md and report.html")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_NAME
+    mine = {"pid": os.getpid(), "host": socket.gethostname()}
+    text = json.dumps(mine)
+    for _ in range(3):  # a stale lock is removed, then the O_EXCL create decides who runs
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = _read_lock(lock)
+            if owner is None:
+                continue
+            pid, host = owner.get("pid"), owner.get("host")
+            stale = isinstance(pid, int) and host == mine["host"] and not _pid_alive(pid)
+            if not stale:
+                who = f"pid {pid} on {host}" if isinstance(pid, int) else "a run whose lock cannot be read"
+                raise ZooError(
+                    f"--out {out}: another zoo eval ({who}) is writing this folder; wait for it, use "
+                    f"another --out, or delete {lock} if no such run is alive"
+                ) from None
+            if _read_lock(lock) == owner:  # still the dead run's lock (not one a rival just took over)
+                lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        break
+    else:
+        raise ZooError(f"--out {out}: could not take {lock}; another zoo eval keeps taking it")
+    try:
+        yield lock
+    finally:
+        if _read_lock(lock) == mine:
+            lock.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
     from zoo.evaluate import load_suite, run_suite
     from zoo.evaluate.report import json_safe, markdown_table
 
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else Path("runs") / "eval" / suite.name
     accelerator = _accelerator()
-    results = run_suite(
-        suite,
-        args.tokenizers,
-        limit=args.limit,
-        out_dir=out,
-        accelerator=accelerator,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
+    # Only the process that writes the outputs holds the lock; its helpers under accelerate write nothing.
+    main_process = accelerator is None or accelerator.is_main_process
+    with out_folder_lock(out) if main_process else contextlib.nullcontext():
+        results = run_suite(
+            suite,
+            args.tokenizers,
+            limit=args.limit,
+            out_dir=out,
+            accelerator=accelerator,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
     if accelerator is not None and not accelerator.is_main_process:
         return 0
     if args.json:

@@ -210,7 +210,9 @@ class TiktokenTokenizer(TextTokenizer):
                 token = base64.b64decode(fields[0], validate=True) if len(fields) == 2 else b""
             except ValueError:
                 token = b""
-            if not token or not fields[1].isdigit():  # bytes.isdigit: ASCII 0-9 only, no sign, no "_"
+            # Canonical base64 only (what tiktoken writes): "YWJj=" decodes too, but no tiktoken file holds it.
+            # bytes.isdigit: ASCII 0-9 only, no sign, no "_".
+            if not token or base64.b64encode(token) != fields[0] or not fields[1].isdigit():
                 raise ZooError(f"{path}: line {number} is not 'BASE64TOKEN RANK': {line[:60]!r}")
             rank = int(fields[1]) if len(fields[1]) <= 10 else MAX_RANK  # int() refuses 4300+ digits itself
             if rank >= MAX_RANK:

@@ -73,6 +73,10 @@ class HFTokenizer(TextTokenizer):
         tk.encode_special_tokens = True  # text is text: "<|endoftext|>" in input is not a control token
         added = {token.content: i for i, token in tk.get_added_tokens_decoder().items() if token.special}
         vocab = tk.get_vocab(with_added_tokens=True)
+        if not tk.get_vocab(with_added_tokens=False):  # only added tokens: every ordinary text fails to encode
+            raise ZooError(
+                f"{source}: the model's vocabulary is empty; expected at least one token besides the added ones"
+            )
         _check_ids_are_dense(vocab, source)
         self.special_ids: dict[str, int] = added
         id_bytes: list[bytes] = [b""] * len(vocab)

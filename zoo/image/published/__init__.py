@@ -7,5 +7,5 @@ the contract: ``[0, 1]`` images in, the model's own normalisation, ids ``[B, h, 
 ``base.py`` the shared wrapper; ``janus.py`` LlamaGen's VQ (Janus's generation tokenizer) over
 ``JanusVQVAE``; ``emu3.py`` Emu3's vision tokenizer over ``Emu3VQVAE``; ``chameleon.py`` Chameleon's VQGAN
 encoder over ``ChameleonVQVAE`` (no decoder there); ``convert.py`` pickled authors' checkpoints -> a zoo
-folder, once. Entries: ``registry.yaml``'s published image section; table: ``docs/image-published.md``.
+folder, once. Entries: ``registry/image-published.yaml``; table: ``docs/image-published.md``.
 """
