@@ -68,5 +68,11 @@ def list_tokenizers(pattern: str = "*", modality: str | None = None, pretrained:
 
 
 def info(name: str) -> dict:
-    """Everything the registry records about one entry."""
-    return registry.get(name).as_dict()
+    """Everything the registry records about one entry, and the pin its weights have (``zoo.hub.pin_of``)."""
+    from zoo.hub import pin_of
+
+    entry = registry.get(name)
+    record = entry.as_dict()
+    if entry.weights is not None:
+        record["pin"] = pin_of(entry.weights["path"], entry.weights.get("sha256"), entry.weights.get("revision"))
+    return record

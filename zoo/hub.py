@@ -3,6 +3,11 @@
 Remote files land in a cache (``$ZOO_CACHE``, default ``~/.cache/zoo``), are written atomically and
 are checked against their sha256 before use. Offline, a remote file that is not cached gives one
 error saying exactly where to put it.
+
+Pins. A published sha256 (``sha256=``) is checked on every use. Where the source publishes none, the
+hub ``revision`` (a commit) fixes what is fetched, and the sha256 of the first copy seen is recorded
+next to it (``FILE.sha256``, trust on first use) and checked on every later use, so a file swapped in
+the cache is refused. ``pin_of`` describes which pin an entry has, for ``zoo info``.
 """
 
 from __future__ import annotations
@@ -62,11 +67,27 @@ def _url_file_name(source: str) -> str:
     return name or "download"
 
 
-def cached_path(source: str) -> Path:
-    """Where a remote source is kept in the cache (always inside it)."""
+def checked_revision(source: str, revision: str | None) -> str | None:
+    """A hub revision usable as one cache folder name: a commit hash, tag or branch without '/' or '..'."""
+    if revision is None:
+        return None
+    if not source.startswith("hf://"):
+        raise ZooError(f"{source}: a revision pins hf:// files only; expected no revision for a URL or path")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", revision) or ".." in revision:
+        raise ZooError(f"{source}: revision {revision!r} is not allowed; expected a commit hash, tag or branch name "
+                       "of letters, digits, '.', '_' and '-'")
+    return revision
+
+
+def cached_path(source: str, revision: str | None = None) -> Path:
+    """Where a remote source is kept in the cache (always inside it); each pinned revision has its own folder."""
     root = cache_dir().resolve()
+    revision = checked_revision(source, revision)
     if source.startswith("hf://"):
-        local = root / "hf" / Path(*hf_parts(source))
+        parts = hf_parts(source)
+        if revision is not None:
+            parts = [*parts[:2], f"@{revision}", *parts[2:]]
+        local = root / "hf" / Path(*parts)
     else:
         # the digest keeps URLs apart; the name only helps a person find the file
         local = root / "url" / hashlib.sha256(source.encode()).hexdigest()[:16] / _url_file_name(source)
@@ -79,7 +100,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get("ZOO_OFFLINE", "0") != "0"
 
 
-def _download(source: str, destination: Path) -> None:
+def _download(source: str, destination: Path, revision: str | None = None) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     os.close(fd)
@@ -90,7 +111,7 @@ def _download(source: str, destination: Path) -> None:
             except ImportError:
                 raise OSError("huggingface_hub is not installed (pip install huggingface_hub)") from None
             parts = hf_parts(source)
-            fetched = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]))
+            fetched = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), revision=revision)
             with open(fetched, "rb") as src, open(tmp, "wb") as dst:
                 dst.write(src.read())
         else:
@@ -101,20 +122,61 @@ def _download(source: str, destination: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def resolve_weights(source: str, sha256: str | None = None) -> Path:
+def recorded_sha256_path(local: Path) -> Path:
+    """Where the first-seen sha256 of a cached file without a published one is kept."""
+    return local.with_name(local.name + ".sha256")
+
+
+def _first_use_sha256(local: Path) -> str:
+    """The sha256 recorded for ``local`` on first use; recorded now (atomically) when there is none yet."""
+    record = recorded_sha256_path(local)
+    if record.is_file():
+        recorded = record.read_text(encoding="ascii", errors="replace").strip()
+        if not re.fullmatch(r"[0-9a-f]{64}", recorded):
+            raise ZooError(f"{record}: not a sha256 record (64 hex digits); delete it to trust {local} again")
+        return recorded
+    actual = sha256_of(local)
+    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".part", dir=record.parent)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(actual + "\n")
+    os.replace(tmp, record)
+    return actual
+
+
+def pin_of(source: str, sha256: str | None = None, revision: str | None = None) -> dict:
+    """Which pin a weights source has: the published sha256, or the revision and/or the first-use record."""
+    if sha256 is not None:
+        return {"kind": "sha256 (published)", "sha256": sha256.lower(), "revision": revision}
+    if not source.startswith(("hf://", "https://", "http://")):
+        return {"kind": "none (a local file)", "sha256": None, "revision": None}
+    record = recorded_sha256_path(cached_path(source, revision))
+    recorded = record.read_text(encoding="ascii", errors="replace").strip() if record.is_file() else None
+    kind = "revision + sha256 on first download" if revision else "sha256 on first download"
+    return {"kind": kind, "sha256": recorded, "revision": revision, "recorded_at": str(record)}
+
+
+def resolve_weights(source: str, sha256: str | None = None, revision: str | None = None) -> Path:
     """A local, verified path for ``source``; downloads into the cache only when online."""
     if source.startswith(("hf://", "https://", "http://")):
-        local = cached_path(source)
+        local = cached_path(source, revision)
         if not local.is_file():
             where = f"put the file at {local} (or set ZOO_CACHE)"
             if _offline():
                 raise ZooError(f"{source} is not cached and downloads are off (HF_HUB_OFFLINE): {where}")
             try:
-                _download(source, local)
+                _download(source, local, revision)
             except ZooError:
                 raise
             except Exception as err:  # network errors of every kind end the same way for the user
                 raise ZooError(f"could not download {source} ({type(err).__name__}: {err}); {where}") from None
+        if sha256 is None:
+            expected = _first_use_sha256(local)
+            actual = sha256_of(local)
+            if actual != expected:
+                raise ZooError(f"{local}: sha256 is {actual}, but {expected} was recorded when it was first used "
+                               f"({recorded_sha256_path(local)}); the cached file changed. Delete both to fetch "
+                               "it again")
+            return local
         return verify_sha256(local, sha256)
     local = resolve_resource(source)
     if not local.is_file():

@@ -82,7 +82,7 @@ def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool =
         if entry.weights is not None:
             from zoo.hub import resolve_weights
 
-            weights = resolve_weights(entry.weights["path"], entry.weights.get("sha256"))
+            weights = resolve_weights(entry.weights["path"], entry.weights.get("sha256"), entry.weights.get("revision"))
             model.load_weights(weights, dtype_cast=dtype_cast)
         elif entry.needs_training:
             hint = f" train it with `zoo train {entry.recipe}`" if entry.recipe else " use pretrained=False"

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.hub import checked_revision
 from zoo.names import suggest
 from zoo.resources import registry_files
 from zoo.yamlfile import read_yaml
@@ -64,7 +65,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "card": (dict,),
 }
 _REQUIRED = ("target", "modality", "summary")
-_WEIGHT_FIELDS: dict[str, tuple[type, ...]] = {"path": (str,), "sha256": (str,)}
+_WEIGHT_FIELDS: dict[str, tuple[type, ...]] = {"path": (str,), "sha256": (str,), "revision": (str,)}
 _INPUT_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "text": {"type": (str,)},
     "image": {"size": (int,), "multiple_of": (int,), "min_size": (int,), "max_size": (int,), "range": (list,),
@@ -175,6 +176,8 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
         _check_keys(where, weights, _WEIGHT_FIELDS, "weights.")
         if "path" not in weights:
             raise ZooError(f"{where}: missing required key 'weights.path'")
+        if "revision" in weights:
+            checked_revision(weights["path"], weights["revision"])
     if raw.get("inputs") is not None:
         _check_inputs(where, raw["modality"], raw["inputs"])
     if raw.get("card") is not None:
