@@ -96,6 +96,13 @@ def cached_path(source: str, revision: str | None = None) -> Path:
     return local
 
 
+def remote_cache_path(weights: dict | None) -> Path | None:
+    """For a registry ``weights`` mapping that downloads: where its file is cached (at its revision); else None."""
+    if not weights or not weights["path"].startswith(("hf://", "https://", "http://")):
+        return None
+    return cached_path(weights["path"], weights.get("revision"))
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get("ZOO_OFFLINE", "0") != "0"
 

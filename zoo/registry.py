@@ -80,6 +80,9 @@ _CARD_FIELDS: dict[str, tuple[type, ...]] = {
     "license": (str,),
     "metrics": (dict,),
     "metrics_source": (str,),
+    "vocab_size": (int,),
+    "special_tokens": (list, dict),
+    "lossless": (bool,),
 }
 MODALITIES = ("text", "image", "audio")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

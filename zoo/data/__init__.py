@@ -34,6 +34,8 @@ DATASETS = LazyTable("dataset", {
     "token-shards": "zoo.data.token_shards:token_shards",
     "gm-notes": "zoo.data.audio:gm_notes",
     "espeak": "zoo.data.audio:espeak",
+    "espeak-phones": "zoo.data.phonemes:espeak_phones",
+    "audio-transcripts": "zoo.data.phonemes:audio_transcripts",
     "audio-folder": "zoo.data.audio:audio_folder",
     "audio-mix": "zoo.data.audio:audio_mix",
     "synthetic-audio": "zoo.data.synthetic:synthetic_audio",

@@ -13,10 +13,8 @@ from pathlib import Path
 from zoo import registry
 from zoo._version import __version__
 from zoo.errors import ZooError
-from zoo.hub import cache_dir, cached_path
+from zoo.hub import cache_dir, remote_cache_path
 from zoo.registry import MODALITIES
-
-REMOTE = ("hf://", "https://", "http://")
 
 
 def uncached_downloads(names: list[str]) -> dict[str, str]:
@@ -24,11 +22,9 @@ def uncached_downloads(names: list[str]) -> dict[str, str]:
     each with the cache path its file would have."""
     missing = {}
     for name in names:
-        weights = registry.get(name).weights
-        if weights and weights["path"].startswith(REMOTE):
-            local = cached_path(weights["path"])
-            if not local.is_file():
-                missing[name] = str(local)
+        local = remote_cache_path(registry.get(name).weights)
+        if local is not None and not local.is_file():
+            missing[name] = str(local)
     return missing
 
 
