@@ -1,5 +1,8 @@
 """Encode throughput on the same multilingual text, one thread, one run: zoo's path vs HF ``tokenizers``
-vs raw tiktoken on the same vocabulary (and LiB's automaton vs its ``tokenizers`` file), ids compared.
+vs raw tiktoken on the same vocabulary (and LiB's automaton vs its ``tokenizers`` file), ids compared;
+then every engine side by side (``benchmarks.text_engines``: tiktoken, rs-bpe, bpe-openai, kitoken,
+SentencePiece) on the first ``--engines-mb`` MB of the same blocks, for the BPE, ``cl100k_base``
+(the ranks bpe-openai ships) and the Unigram entry.
 
 The text is every fortune record of the 12 languages (``fortunes:lang=all,split=all``, ~17 MB), in
 blocks of about 64 KB, each block one ``encode`` call per engine. Threads are pinned to one before any
@@ -16,6 +19,7 @@ import os
 
 os.environ["RAYON_NUM_THREADS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["ZOO_TEXT_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -53,6 +57,9 @@ def main() -> None:
     parser.add_argument("--tokenizer", default="bpe-32k", help="a registry BPE with shipped weights")
     parser.add_argument("--lib", default="lib", help="a registry LiB vocabulary (automaton vs tokenizers file)")
     parser.add_argument("--lib-mb", type=float, default=2.0, help="MB for LiB's slow tokenizers-regex path")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the fastest round counts")
+    parser.add_argument("--engines-mb", type=float, default=4.0, help="MB for the side-by-side engine table")
+    parser.add_argument("--unigram", default="unigram-32k", help="a registry Unigram for the engine table")
     parser.add_argument("--out", default="benchmarks/results/text_throughput.json")
     args = parser.parse_args()
 
@@ -70,8 +77,10 @@ def main() -> None:
         "tiktoken": encoding.encode_ordinary,
     }
     seconds, ids = {}, {}
-    for name, encode in engines.items():
-        seconds[name], ids[name] = timed(encode, texts)
+    for _ in range(args.repeats):  # rounds interleave the engines, so a burst of other load hits them alike
+        for name, encode in engines.items():
+            elapsed, ids[name] = timed(encode, texts)
+            seconds[name] = min(seconds.get(name, elapsed), elapsed)
     tokens = sum(map(len, ids["zoo"]))
     result = {
         "text": {"source": "fortunes:lang=all,split=all", "megabytes": round(megabytes, 3), "blocks": len(texts)},
@@ -79,6 +88,7 @@ def main() -> None:
         "vocab_size": bpe.vocab_size,
         "tokens": tokens,
         "threads": 1,
+        "repeats": args.repeats,
         "mb_per_s": {name: round(megabytes / s, 2) for name, s in seconds.items()},
         "seconds": {name: round(s, 3) for name, s in seconds.items()},
         "zoo_vs_tokenizers": round(seconds["tokenizers"] / seconds["zoo"], 2),
@@ -103,6 +113,20 @@ def main() -> None:
             "tokenizers (trie regex)": round(lib_mb / slow_s, 2),
         },
         "identical_ids": fast_ids == slow_ids,
+    }
+    from benchmarks import text_engines
+
+    part = {"fortunes, 12 languages": texts[: max(1, int(args.engines_mb * 1e6) >> 16)]}
+    cl100k, source = text_engines.cl100k_candidates()
+    result["engines"] = {
+        "megabytes": round(sum(len(t.encode("utf-8")) for t in part["fortunes, 12 languages"]) / 1e6, 3),
+        args.tokenizer: text_engines.compare(
+            text_engines.bpe_candidates(args.tokenizer), "tokenizers", part, args.repeats
+        ),
+        "cl100k_base": {"source": source, **text_engines.compare(cl100k, "tiktoken", part, args.repeats)},
+        args.unigram: text_engines.compare(
+            text_engines.unigram_candidates(args.unigram), "tokenizers", part, args.repeats
+        ),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -7,6 +7,8 @@ to it. A ``tokenizers`` BPE gives the same ids when:
 - its pre-tokenizer is one regex split (kept pieces) followed by the byte-level alphabet, or
   GPT-2's built-in byte-level regex, and there is no normalizer;
 - ``ignore_merges`` is on (whole-entry lookup, as tiktoken does), no dropout, no affixes;
+- every added token is special: ``tokenizers`` matches non-special added tokens in the text even
+  with ``encode_special_tokens`` on, and tiktoken's ordinary encode has no such step;
 - all 256 bytes are tokens and merge ``k`` creates the ``k``-th new token, ids rising with merge
   order, so rank-by-merge and rank-by-id agree;
 - merging the bytes of each token by the merge list gives back that token. tiktoken merges any
@@ -18,6 +20,12 @@ to it. A ``tokenizers`` BPE gives the same ids when:
 
 ``TiktokenPath.build`` checks these, then encodes a built-in multilingual probe both ways and uses
 tiktoken only when the ids agree; otherwise it returns None and the caller keeps ``tokenizers``.
+
+``build_engine`` picks the engine a ``tokenizers`` BPE is served by (``zoo.text.engines``): tiktoken
+when the checks above pass; kitoken when they fail only because ``ignore_merges`` is off (every
+token's bytes merge back to that token, so whole-entry lookup changes nothing and a rank-based
+engine is exact), checked on the probe; else None (``tokenizers`` itself). Batches are a loop over
+the single-text encode (``zoo.text.engines.map_batch``), never tiktoken's per-call thread pool.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import logging
 from dataclasses import dataclass
 
 from zoo.text.bytelevel import from_byte_chars
+from zoo.text.engines import Engine, agrees, kitoken_engine, map_batch, tiktoken_engine
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,8 @@ class TiktokenPath:
         return self.encoding.encode_ordinary(text)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.encoding.encode_ordinary_batch(texts)
+        # Not ``encode_ordinary_batch``: it starts an 8-thread pool on every call (docs/text-speed.md).
+        return map_batch(self.encoding.encode_ordinary, texts)
 
     @staticmethod
     def why_not(tk) -> str | None:
@@ -73,6 +83,9 @@ class TiktokenPath:
             return "byte_fallback vocabularies are not byte-level"
         if _split_pattern(state.get("pre_tokenizer")) is None:
             return "the pre-tokenizer is not a regex split followed by the byte-level alphabet"
+        plain = sorted(t.content for t in tk.get_added_tokens_decoder().values() if not t.special)
+        if plain:  # tokenizers cuts these out of the text even with encode_special_tokens on; tiktoken does not
+            return f"added tokens that are not special ({plain[:3]}) are matched in the text by tokenizers"
         return None
 
     @classmethod
@@ -102,6 +115,24 @@ class TiktokenPath:
                 return path
         log.info("tiktoken fast path off: %s", reason)
         return None
+
+
+def build_engine(tk) -> Engine | None:
+    """The fastest engine giving ``tk``'s ids (module docstring), or None to keep ``tokenizers``."""
+    path = TiktokenPath.build(tk)
+    if path is not None:
+        return tiktoken_engine(path.encoding)
+    reason = TiktokenPath.why_not(tk)
+    if reason is None or not reason.startswith("ignore_merges"):
+        return None
+    from tokenizers import Tokenizer
+
+    state = json.loads(tk.to_str())
+    state["model"]["ignore_merges"] = True  # the same vocabulary with whole-entry lookup must pass every other check
+    if TiktokenPath.why_not(Tokenizer.from_str(json.dumps(state))) is not None or _ranks(state["model"], tk)[1]:
+        return None
+    engine = kitoken_engine(tk.to_str())
+    return agrees(engine, lambda text: tk.encode(text, add_special_tokens=False).ids, [PROBE])
 
 
 def _split_pattern(pre: dict | None) -> str | None:

@@ -11,8 +11,11 @@ itself (``decode(encode(s)) == s``, byte-exact) and keeps lone surrogates as the
 (``zoo.text.base``). Special tokens in input text are encoded as plain text, never parsed as
 specials, so user text cannot inject control tokens; ``decode`` drops special ids.
 
-BPE vocabularies that tiktoken can run (``zoo.text.fast``) are encoded through tiktoken, with ids
-identical to the ``tokenizers`` path (``fast=False`` turns it off).
+BPE vocabularies are encoded through the fastest engine that gives ids identical to the
+``tokenizers`` path (``zoo.text.fast.build_engine``: tiktoken, else kitoken, else ``tokenizers``;
+``fast=False`` keeps ``tokenizers``); ``engine`` names it. ``encode(list)`` is at least as fast as a
+loop over ``encode(str)``: a loop, split over threads only for big batches when ``zoo.text.engines``
+allows more than one thread (``docs/text-speed.md``).
 
 What ``fit`` gives is exactly what the saved file holds: the trained pipeline is re-read from its
 JSON, and Unigram scores are kept to 15 significant digits, which ``tokenizers``' float reader reads
@@ -115,23 +118,29 @@ class HFTokenizer(TextTokenizer):
 
     # -- encode / decode --------------------------------------------------------------------------
     def _fast_encoder(self):
-        """The tiktoken path when this vocabulary allows it (``zoo.text.fast``), else False."""
+        """The engine standing in for ``tokenizers`` (``zoo.text.fast.build_engine``), else False."""
         if self._fast is None:
-            from zoo.text.fast import TiktokenPath
+            from zoo.text.fast import build_engine
 
-            self._fast = (getattr(self, "fast", False) and TiktokenPath.build(self._tk)) or False
+            self._fast = (getattr(self, "fast", False) and build_engine(self._tk)) or False
         return self._fast
+
+    @property
+    def engine(self) -> str:
+        """The library encode runs through: ``tiktoken``, ``kitoken`` or ``tokenizers``."""
+        fast = self._fast_encoder()
+        return fast.name if fast else "tokenizers"
 
     @property
     def uses_tiktoken(self) -> bool:
         """True when encode runs through tiktoken."""
-        return bool(self._fast_encoder())
+        return self.engine == "tiktoken"
 
     @property
     def tiktoken_encoding(self):
         """The ``tiktoken.Encoding`` encode runs through, or None (for benchmarks and export)."""
         fast = self._fast_encoder()
-        return fast.encoding if fast else None
+        return fast.backend if fast and fast.name == "tiktoken" else None
 
     def _encode_valid(self, text: str) -> list[int]:
         fast = self._fast_encoder()
@@ -154,6 +163,13 @@ class HFTokenizer(TextTokenizer):
         fast = self._fast_encoder()
         if fast:
             return fast.encode_batch(texts)
+        from zoo.text.engines import MIN_PARALLEL_CHARS, get_threads
+
+        n = get_threads()
+        if n == 1 or sum(map(len, texts)) < 2 * MIN_PARALLEL_CHARS:
+            # One thread, or too little text to gain from rayon's workers: the loop (encode_batch_fast would
+            # still hand the texts to rayon's pool, which is sized at start-up, not by zoo's setting).
+            return [self._encode_valid(t) for t in texts]
         try:
             return [e.ids for e in self._tk.encode_batch_fast(texts, add_special_tokens=False)]
         except Exception:  # find the text at fault, and say why
