@@ -1,0 +1,11 @@
+"""Published neural audio codecs (the ones papers compare against) behind the zoo audio contract.
+
+Each family wraps the maintained implementation of the network and owns only the contract: ``[B, T]``
+audio at ``sample_rate`` in, ``AudioTokens`` ids ``[B, N, w]`` out (``-1`` past each item), ``decode`` back to
+``[B, T]``, ``frame_rate``, ``bitrate_kbps``, ``n_q`` chosen at encode time where the model serves several.
+
+``base.py`` the shared wrapper (padding, length grouping, resampling only when asked, strict weight loading);
+``encodec.py`` EnCodec 24 kHz over ``EncodecModel``; ``dac.py`` DAC over ``DacModel``; ``mimi.py`` Mimi over
+``MimiModel``; ``snac.py`` SNAC's multi-rate codes over the ``snac`` package; ``convert.py`` pickled official
+files -> a zoo folder, once. Entries: ``registry/audio-published.yaml``; table: ``docs/audio-published.md``.
+"""

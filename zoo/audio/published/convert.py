@@ -1,0 +1,86 @@
+"""A published codec's pickled checkpoint (SNAC's ``pytorch_model.bin``) -> a zoo checkpoint folder, once.
+
+    python -m zoo.audio.published.convert ~/Downloads/pytorch_model.bin --to runs/snac-24khz snac-24khz
+
+The file is read with ``torch.load(weights_only=True)``: tensors and plain containers, never code; a file
+that needs a full unpickle is refused with the reason. Its names are mapped by the family's ``rename``
+(weight-norm ``weight_g`` / ``weight_v`` -> parametrizations) and loaded strictly into the named entry's
+network; ``zoo.load(DIR)`` then reads safetensors only. With the entry's weights cached
+(``zoo.hub.cached_path``), pass that path as the source: its pin is checked first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from pathlib import Path
+
+import torch
+
+from zoo.audio.published.base import PICKLE_SUFFIXES, PublishedAudioCodec
+from zoo.errors import ZooError
+from zoo.hub import sha256_of
+
+
+def read_pickled_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights-only pickled state dict (one nested under ``state_dict`` is un-nested)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{path}: no such checkpoint file")
+    if path.suffix not in PICKLE_SUFFIXES:
+        raise ZooError(f"{path}: expected a pickled {'/'.join(PICKLE_SUFFIXES)} checkpoint (safetensors files load "
+                       "directly with zoo.load)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise ZooError(f"{path}: refused: not a weights-only state dict (reading it would need a full unpickle, "
+                       f"which can run code): {reason}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ZooError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer) -> Path:
+    """Convert ``source`` into a ``save_pretrained`` folder of ``tokenizer`` (a registry name or a published codec)."""
+    from zoo.hub import resolve_weights
+    from zoo.loading import load_tokenizer
+    from zoo.registry import get
+
+    tok = load_tokenizer(tokenizer, pretrained=False) if isinstance(tokenizer, str) else tokenizer
+    if not isinstance(tok, PublishedAudioCodec):
+        raise ZooError(f"{tokenizer!r}: expected a published audio codec (zoo.audio.published), got "
+                       f"{type(tok).__name__}")
+    if isinstance(tokenizer, str):
+        weights = get(tokenizer).weights or {}
+        if weights.get("path", "").startswith("hf://"):  # the cached official file: its pin is checked first
+            from zoo.hub import cached_path
+
+            if Path(source).resolve() == cached_path(weights["path"], weights.get("revision")).resolve():
+                resolve_weights(weights["path"], weights.get("sha256"), weights.get("revision"))
+    state = {type(tok).rename(name): tensor for name, tensor in read_pickled_state(source).items()}
+    tok.load_converted(state, str(source))
+    metadata = {"converted_from": str(source), "source_sha256": sha256_of(source)}
+    return tok.save_pretrained(directory, metadata=metadata)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoo.audio.published.convert", description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the authors' pickled checkpoint file")
+    parser.add_argument("--to", required=True, help="the folder to write (config.json + model.safetensors)")
+    parser.add_argument("tokenizer", help="the registry entry whose config the file fits (e.g. snac-24khz)")
+    args = parser.parse_args(argv)
+    try:
+        folder = convert_checkpoint(args.source, args.to, args.tokenizer)
+    except ZooError as err:
+        print(f"convert: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder} (zoo.load({str(folder)!r}))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
