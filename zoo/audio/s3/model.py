@@ -198,6 +198,9 @@ class S3Tokenizer(NeuralTokenizer):
                sample_rate: int | None = None) -> AudioTokens:
         """``[B, T]`` 16 kHz audio -> ``AudioTokens(ids [B, N] with -1 past each end, lengths [B])``."""
         check_sample_rate(sample_rate, self.sample_rate)
+        x, lengths = check_audio(x, lengths)
+        if x.shape[1] == 0:  # no samples: no frames (the mel front end would still emit one padded frame)
+            return AudioTokens(torch.zeros(x.shape[0], 0, dtype=torch.long), torch.zeros(x.shape[0], dtype=torch.long))
         was_training = self.training
         self.eval()
         try:
