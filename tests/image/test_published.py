@@ -4,7 +4,6 @@ entries whose weights download. The registry-wide contract tests cover the entri
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import numpy as np
@@ -233,8 +232,12 @@ def test_pickled_llamagen_checkpoint_converts_once_into_a_folder(tmp_path):
     assert loaded._zoo_metadata["converted_from"].endswith("vq_ds16_c2i.pt")
 
 
+class _Callback:
+    """Stands for what a Lightning checkpoint stores besides tensors (callbacks, hyper-parameter objects)."""
+
+
 def test_a_pickle_needing_a_full_unpickle_is_refused_with_the_reason(tmp_path):
-    torch.save({"model": {"w": torch.zeros(1)}, "args": argparse.Namespace(lr=1.0)}, tmp_path / "full.ckpt")
+    torch.save({"model": {"w": torch.zeros(1)}, "callbacks": [_Callback()]}, tmp_path / "full.ckpt")
     with pytest.raises(ZooError, match="full unpickle"):
         read_checkpoint(tmp_path / "full.ckpt")
 

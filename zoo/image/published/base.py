@@ -14,7 +14,9 @@ Weights: a folder saved here loads strictly as any zoo checkpoint. An official s
 tensor by tensor (``safe_open``: only the VQ's tensors of a whole-model file are read), mapped to this
 wrapper's names by the family's ``convert`` (timm's ``checkpoint_filter_fn`` pattern) and loaded strictly;
 half-precision tensors are widened to float32 (exact), nothing is ever narrowed. Pickled checkpoints
-(``.pt``, ``.ckpt``) are never read here: ``zoo.image.published.convert`` turns them into a folder once.
+(``.pt``, ``.ckpt``, ``.bin``) are never unpickled here: a pinned download in ``$ZOO_CACHE`` is converted
+once by ``zoo.image.published.convert`` (``torch.load(weights_only=True)``) into a safetensors file beside
+it, and any other pickle is refused with the command that converts it into a folder.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ UNUSED_SUFFIXES = ("quantize.codebook_used",)
 # Dtypes an official file may hold: widening them to float32 is exact.
 WIDENED = (torch.float32, torch.bfloat16, torch.float16)
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+# A pinned pickled download's conversion, written next to it in $ZOO_CACHE (model.pt -> model.pt.zoo.safetensors).
+CONVERTED_SUFFIX = ".zoo.safetensors"
 
 
 def import_class(target: str) -> type:
@@ -79,6 +83,17 @@ def read_safetensors(path: Path, prefixes: tuple[str, ...], tensors: bool = True
         raise ZooError(f"{path}: {err}") from None
 
 
+def converted_source_sha256(path: Path) -> str | None:
+    """The source sha256 a conversion recorded in its safetensors metadata (None when absent or unreadable)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("source_sha256")
+    except (SafetensorError, OSError):
+        return None
+
+
 class PublishedImageTokenizer(NeuralTokenizer):
     """A published VQ image tokenizer: the wrapped library model is ``self.model``; frozen (no training here)."""
 
@@ -98,7 +113,7 @@ class PublishedImageTokenizer(NeuralTokenizer):
                            f"rescale_factor > 0, got {image_mean}, {image_std}, {rescale_factor}")
         self.image_size = int(image_size)
         self.model = self._build(vq_config, seed)
-        self.downsample = 2 ** (len(self.model.config.channel_multiplier) - 1)
+        self.downsample = self._downsample_factor()
         if self.image_size % self.downsample:
             raise ZooError(f"{type(self).__name__}: image_size {image_size} is not a multiple of the downsampling "
                            f"factor {self.downsample}")
@@ -107,6 +122,15 @@ class PublishedImageTokenizer(NeuralTokenizer):
         shift = torch.tensor([m / s for m, s in zip(image_mean, image_std)]).view(1, 3, 1, 1)
         self.register_buffer("pixel_scale", scale, persistent=False)
         self.register_buffer("pixel_shift", shift, persistent=False)
+
+    def _downsample_factor(self) -> int:
+        """Pixels per id along each side: one halving per level past the first."""
+        return 2 ** (len(self.model.config.channel_multiplier) - 1)
+
+    @property
+    def family(self) -> str:
+        """The wrapped model's own name for itself (its config's ``model_type``)."""
+        return str(self.model.config.model_type)
 
     def _build(self, vq_config: dict, seed: int):
         """The library's model from ``vq_config``, seeded: ``zoo.load(name)`` always builds the same network."""
@@ -143,6 +167,9 @@ class PublishedImageTokenizer(NeuralTokenizer):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` in ``[0, 1]`` (sides multiples of the downsampling factor) -> ids ``[B, h, w]``."""
         x = checked_image_grid(x, self.downsample, self.max_tokens)
+        grid = (x.shape[-2] // self.downsample, x.shape[-1] // self.downsample)
+        if x.shape[0] == 0:  # no images: no ids (Emu3's network cannot reshape an empty batch)
+            return torch.zeros(0, *grid, dtype=torch.long)
         with torch.no_grad():
             ids = self.ids_from_pixels(self.to_pixels(x))
         return ids.view(x.shape[0], x.shape[-2] // self.downsample, x.shape[-1] // self.downsample)
@@ -150,7 +177,7 @@ class PublishedImageTokenizer(NeuralTokenizer):
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """ids ``[B, h, w]`` -> images ``[B, 3, h * f, w * f]`` in ``[0, 1]``."""
         if not self.has_decoder:
-            raise ZooError(f"{type(self).__name__} has no decoder: {self.model.config.model_type}'s library class "
+            raise ZooError(f"{type(self).__name__} has no decoder: {self.family}'s library class "
                            "ships the encoder and quantiser only")
         ids = check_ids(ids, self.vocab_size).to(self.device)
         if ids.ndim != 3:
@@ -198,13 +225,37 @@ class PublishedImageTokenizer(NeuralTokenizer):
 
     def _load_weights(self, path: Path) -> None:
         if path.suffix in PICKLE_SUFFIXES:
-            raise ZooError(f"{path}: a pickled checkpoint, which zoo.load never reads; convert it once with "
-                           "`python -m zoo.image.published.convert SRC --to DIR NAME` and load DIR")
+            from safetensors.torch import load_file
+
+            converted = self._converted_download(path)
+            return self.load_converted(load_file(str(converted)), f"{path} (converted: {converted.name})")
         prefix, _ = read_safetensors(path, self.source_prefixes, tensors=False)
         if prefix == "model.":  # a folder saved here: the standard strict loader and its checks
             return super()._load_weights(path)
         _, tensors = read_safetensors(path, (prefix,))
         self.load_converted(self.convert({prefix + name: tensor for name, tensor in tensors.items()}), str(path))
+
+    def _converted_download(self, path: Path) -> Path:
+        """A pinned download that is a pickle -> its safetensors conversion beside it, made once.
+
+        Only files inside ``$ZOO_CACHE`` qualify: ``zoo.hub.resolve_weights`` put them there and checked their
+        pin (published or first-use sha256) before this runs. The conversion reads them with
+        ``torch.load(weights_only=True)`` (``convert.read_checkpoint``) and records the source's sha256 in the
+        converted file, which is redone when that no longer matches. Any other pickle is refused."""
+        from zoo.hub import cache_dir, sha256_of
+
+        try:
+            path.resolve().relative_to(cache_dir().resolve())
+        except ValueError:
+            raise ZooError(f"{path}: a pickled checkpoint, which zoo.load never reads; convert it once with "
+                           "`python -m zoo.image.published.convert SRC --to DIR NAME` and load DIR") from None
+        from zoo.image.published.convert import write_converted
+
+        converted = path.with_name(path.name + CONVERTED_SUFFIX)
+        source_sha256 = sha256_of(path)
+        if converted.is_file() and converted_source_sha256(converted) == source_sha256:
+            return converted
+        return write_converted(path, converted, type(self), source_sha256)
 
     def load_converted(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Load a converted state dict strictly; half precision is widened to float32, nothing else is cast."""
@@ -220,11 +271,11 @@ class PublishedImageTokenizer(NeuralTokenizer):
         misshapen = [f"{k} {list(state[k].shape)} (expected {list(own[k].shape)})"
                      for k in own.keys() & state.keys() if state[k].shape != own[k].shape]
         if missing or unexpected or misshapen:
-            raise ZooError(f"{source}: weights do not match {type(self).__name__}({self.model.config.model_type}): "
+            raise ZooError(f"{source}: weights do not match {type(self).__name__}({self.family}): "
                            f"missing {missing[:6]}, unexpected {unexpected[:6]}, misshapen {misshapen[:6]}")
         self.load_state_dict(state, strict=True)
 
     def extra_repr(self) -> str:
-        return (f"{self.model.config.model_type}, vocab_size={self.vocab_size}, f{self.downsample}, "
+        return (f"{self.family}, vocab_size={self.vocab_size}, f{self.downsample}, "
                 f"{self.tokens_per_image} tokens at {self.image_size}px")
 

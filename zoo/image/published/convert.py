@@ -4,8 +4,15 @@
         --set 'vq_config={"channel_multiplier": [1, 2, 2, 4]}'
 
 Pickled files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) are read with ``torch.load(weights_only=True)`` only:
-tensors and plain containers, never code. A file that needs a full unpickle (Lightning checkpoints that
-store Python objects beside the tensors) is refused with the reason. The state dict is taken from
+tensors and plain containers, never code; the one class admitted besides is ``argparse.Namespace``, a plain
+attribute bag that LlamaGen's training checkpoints store their arguments in (its unpickling sets attributes,
+nothing else). A file that needs a full unpickle (Lightning checkpoints that store callbacks and other
+Python objects beside the tensors) is refused with the reason.
+
+A registry entry whose official file is such a pickle (LlamaGen's ``vq_ds8_c2i.pt``, the CompVis VQ's
+``diffusion_pytorch_model.bin``) converts here once, on its first ``zoo.load(name, pretrained=True)``:
+``write_converted`` writes ``FILE.zoo.safetensors`` beside the pinned download in ``$ZOO_CACHE``, recording
+the source's sha256, and every later load reads that safetensors file only. The state dict is taken from
 ``ema``, ``model`` or ``state_dict`` when the file nests it (LlamaGen's training checkpoints keep
 ``model``), mapped by the family's ``convert`` and loaded strictly into the named entry's network.
 """
@@ -23,6 +30,7 @@ import torch
 from zoo.errors import ZooError
 from zoo.hub import sha256_of
 from zoo.image.published.base import PICKLE_SUFFIXES, PublishedImageTokenizer
+from zoo.pretrained import atomic_write_bytes
 
 NESTED_STATE_KEYS = ("ema", "model", "state_dict")
 
@@ -40,7 +48,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix not in PICKLE_SUFFIXES:
         raise ZooError(f"{path}: expected a .safetensors or a pickled {'/'.join(PICKLE_SUFFIXES)} checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
         reason = str(err).splitlines()[0][:300]
         raise ZooError(f"{path}: refused: reading it needs a full unpickle (it stores Python objects besides tensors), "
@@ -52,6 +61,20 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ZooError(f"{path}: expected a state dict of tensors (or one under {list(NESTED_STATE_KEYS)})")
     return state
+
+
+def write_converted(source: Path, destination: Path, family: type[PublishedImageTokenizer],
+                    source_sha256: str) -> Path:
+    """``source`` (a pinned pickled download) in ``family``'s names -> ``destination`` (safetensors), atomically.
+
+    The tensors are stored as the file holds them (no cast); the strict load that follows checks names,
+    shapes, dtypes and finiteness. ``source_sha256`` goes into the file's metadata, tying it to its source."""
+    from safetensors.torch import save
+
+    state = {name: tensor.contiguous() for name, tensor in family.convert(read_checkpoint(source)).items()}
+    atomic_write_bytes(destination, save(state, metadata={"source": source.name, "source_sha256": source_sha256,
+                                                          "converted_by": family.__name__}))
+    return destination
 
 
 def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer, **overrides) -> Path:
@@ -68,13 +91,22 @@ def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer, **o
     return tok.save_pretrained(directory, metadata=metadata)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zoo.image.published.convert", description=__doc__.splitlines()[0])
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``zoo convert`` (the CLI's extension hook) and of ``python -m zoo.image.published.convert``."""
     parser.add_argument("source", help="the authors' checkpoint file")
     parser.add_argument("--to", required=True, help="the folder to write (config.json + model.safetensors)")
     parser.add_argument("tokenizer", help="the registry entry whose family and config the file fits")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="config override")
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoo.image.published.convert", description=__doc__.splitlines()[0])
+    configure(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert as ``args`` say; 0 on success, 2 (with the reason on stderr) on a refused or unreadable file."""
     try:
         overrides = {}
         for item in args.set:
