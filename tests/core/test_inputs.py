@@ -31,6 +31,12 @@ def _images(n: int = 2, side: int = 64) -> torch.Tensor:
     return torch.rand(n, 3, side, side, generator=torch.Generator().manual_seed(0))
 
 
+def _fixed_side(name: str) -> int | None:
+    """The one image side an entry takes (a learned-position ViT), or None when any multiple of its factor works."""
+    spec = zoo.registry.get(name).inputs or {}
+    return spec.get("size") if "size" in spec and "multiple_of" not in spec else None
+
+
 def _audio(n: int = 2, samples: int = 16000) -> torch.Tensor:
     return torch.rand(n, samples, generator=torch.Generator().manual_seed(0)) * 0.2 - 0.1
 
@@ -72,7 +78,7 @@ def test_every_image_entry_refuses_bad_images(name, case, x, message):
 @pytest.mark.parametrize("name", IMAGES)
 def test_every_image_entry_takes_other_float_precisions_and_empty_batches(name):
     tok = zoo.load(name)
-    x = _images()
+    x = _images(side=_fixed_side(name) or 64)
     with torch.no_grad():
         reference = tok.encode(x)
         assert torch.equal(tok.encode(x.double()), reference)  # float64 -> float32 is exact for these values
@@ -96,6 +102,11 @@ def test_a_huge_image_is_refused_before_any_compute():
 @pytest.mark.parametrize("name", IMAGES)
 def test_every_image_entry_names_its_size_limit(name):
     tok = zoo.load(name)
+    fixed = _fixed_side(name)
+    if fixed is not None:  # one side only: any other is refused with that side named
+        with pytest.raises(ZooError, match=rf"cover {fixed}x{fixed} images only, got {2 * fixed}x{2 * fixed}"):
+            tok.encode(torch.zeros(1, 3, 1, 1).expand(2, 3, 2 * fixed, 2 * fixed))
+        return
     limit = getattr(tok, "max_tokens", MAX_TOKENS)
     side = (math.isqrt(limit) + 1) * tok.downsample  # the smallest square grid above the limit
     huge = torch.zeros(1, 3, 1, 1).expand(2, 3, side, side)  # no memory behind it: refused before any compute
