@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import json
 import os
+import pickle
 import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -207,22 +208,48 @@ class Pretrained:
         return obj
 
 
-def load_state_file(network: nn.Module, path: str | Path, owner: str) -> None:
-    """Load a foreign weights file strictly into ``network``: safetensors, or a ``.pth`` state dict read with
-    ``weights_only`` (never unpickling code); a mismatch is a ZooError naming ``owner`` and the file."""
+# Files torch.save writes (pickles); zoo reads them with weights_only=True only, never on a load path by default.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+# Where training checkpoints nest their state dict, tried in this order.
+NESTED_STATE_KEYS = ("ema", "model", "state_dict")
+
+
+def read_weights_only(path: str | Path, allowed_classes: tuple[type, ...] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file or of a pickle read with ``torch.load(weights_only=True)`` (tensors and
+    plain containers, never code; ``allowed_classes`` admits plain attribute bags such as ``argparse.Namespace``),
+    un-nested from ``ema`` / ``model`` / ``state_dict``. A pickle that needs a full unpickle is refused."""
     path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if isinstance(state, dict):
-        expected = network.state_dict()
-        for name, tensor in state.items():
-            if isinstance(tensor, torch.Tensor):
-                _check_tensor(f"{owner}: {path}", name, tensor, expected.get(name), type(network).__name__)
+        return load_file(str(path))
+    if path.suffix not in PICKLE_SUFFIXES:
+        raise ZooError(f"{path}: expected a .safetensors or a pickled {'/'.join(PICKLE_SUFFIXES)} checkpoint")
+    try:
+        with torch.serialization.safe_globals(list(allowed_classes)):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise ZooError(f"{path}: refused: reading it needs a full unpickle (it stores Python objects besides tensors), "
+                       f"which can run code; zoo reads pickles with weights_only=True only ({reason})") from None
+    for key in NESTED_STATE_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ZooError(f"{path}: expected a state dict of tensors (or one under {list(NESTED_STATE_KEYS)})")
+    return state
+
+
+def load_state_file(network: nn.Module, path: str | Path, owner: str) -> None:
+    """Load a foreign weights file strictly into ``network``: safetensors, or a ``.pth`` state dict read with
+    ``weights_only`` (never unpickling code); a mismatch is a ZooError naming ``owner`` and the file."""
+    state = read_weights_only(path)
+    expected = network.state_dict()
+    for name, tensor in state.items():
+        _check_tensor(f"{owner}: {path}", name, tensor, expected.get(name), type(network).__name__)
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -115,3 +115,13 @@ def resolve_class(target: str, base: type | tuple[type, ...], where: str = "targ
         raise ZooError(f"{where}: target {target!r} is not a {names} class; a data file may name only zoo "
                        "families and building blocks, never a function")
     return obj
+
+
+def import_library_class(target: str, install_hint: str) -> type:
+    """``"package.module:Class"`` of a library a family wraps: a path the zoo's own code chose, never one read
+    from a data file (those go through ``resolve_class``). Missing: one error with ``install_hint``."""
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ZooError(f"{target}: not importable ({err}); {install_hint}") from None

@@ -22,6 +22,7 @@ File paths, PIL images and wav files are converted at the edges (``encode_file``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -45,6 +46,14 @@ class AudioTokens(NamedTuple):
 
     ids: torch.Tensor  # [B, N] or [B, N, q]
     lengths: torch.Tensor  # [B]
+
+
+def groups_by_length(lengths: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(length, rows)`` for every distinct non-zero length, shortest first: items of one length run as one batch,
+    so an item's ids never depend on what it was batched with."""
+    for length in sorted(set(lengths.tolist())):
+        if length > 0:
+            yield int(length), (lengths == length).nonzero().flatten()
 
 
 @dataclass

@@ -15,8 +15,9 @@ import zoo
 from tests._text_corpus import corpus, held_out
 from zoo.errors import ZooError
 from zoo.text import engines
+from zoo.text.bytelevel import PROBE
 from zoo.text.external import HFFileTokenizer
-from zoo.text.fast import PROBE, build_engine
+from zoo.text.fast import build_engine
 from zoo.text.hf import BPETokenizer, UnigramTokenizer
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cn"]), max_size=60)

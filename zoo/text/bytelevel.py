@@ -13,6 +13,19 @@ from collections.abc import Callable
 
 from zoo.text.base import text_to_bytes
 
+# GPT-2's byte-level regex (what ``ByteLevel(use_regex=True)`` applies), in tiktoken's spelling.
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+# Real text in several scripts, digits, code and odd whitespace: a cheap agreement check at build time.
+PROBE = (
+    "The quick brown fox — it's 1234567 km/h, isn't it?  Yes!!\n\n\tdef f(x): return x ** 2  # ok\r\n"
+    "Größenwahn und Übermut: 3,14159 € pro Stück. Ça coûte 12 345,67 € ; l'été dernier…\n"
+    "Москва — столица России; в 2024 году 146 150 789 жителей.  Ёлка!\n"
+    "東京は日本の首都です。人口は約1400万人。「こんにちは」と言った。\n"
+    "नमस्ते दुनिया, यह एक परीक्षण है। العربية: مرحبا بالعالم ١٢٣٤ ελληνικά: Καλημέρα κόσμε\n"
+    "emoji 🌍🎉👩‍👩‍👧 and    spaces   \u00a0nbsp\u3000ideographic\u2028line sep 0x1F 1e-9 ½ ² ⅷ\n"
+)
+
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (https://github.com/openai/gpt-2, encoder.py).
@@ -77,3 +90,26 @@ def encode_keeping_surrogates(text: str, encode_valid: Callable[[str], list[int]
     if start < len(text):
         ids += encode_valid(text[start:])
     return ids
+
+
+def split_pattern(pre: dict | None) -> str | None:
+    """The split regex of a byte-level ``tokenizer.json`` pre-tokenizer (tiktoken's spelling), or None when the
+    pre-tokenizer is anything else."""
+    if not pre:
+        return None
+    if pre.get("type") == "ByteLevel":
+        return GPT2_PATTERN if pre.get("use_regex", True) and not pre.get("add_prefix_space") else None
+    if pre.get("type") != "Sequence" or len(pre.get("pretokenizers", [])) != 2:
+        return None
+    split, byte_level = pre["pretokenizers"]
+    if (
+        split.get("type") != "Split"
+        or "Regex" not in split.get("pattern", {})
+        or split.get("behavior") != "Isolated"
+        or split.get("invert")
+        or byte_level.get("type") != "ByteLevel"
+        or byte_level.get("use_regex", True)
+        or byte_level.get("add_prefix_space")
+    ):
+        return None
+    return split["pattern"]["Regex"]

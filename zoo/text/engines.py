@@ -21,7 +21,7 @@ each can run (measured side by side by ``python -m benchmarks.text_engines``):
   byte-level regex pre-tokenizer, which has to run in Python. kitoken's Unigram differs on every
   block. Unigram stays on ``tokenizers``.
 
-Every engine is checked on ``zoo.text.fast.PROBE`` against the reference before it is used; any
+Every engine is checked on ``zoo.text.bytelevel.PROBE`` against the reference before it is used; any
 disagreement, missing package or refusal gives None and the caller keeps the reference engine.
 
 Batches (``Engine.encode_batch``) are a plain loop over ``encode``: tiktoken's own
@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from zoo.errors import ZooError
+from zoo.text.bytelevel import ALPHABET, PROBE, split_pattern
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,6 @@ def rank_engine(ranks: dict[bytes, int], pattern: str, reference: Callable[[str]
     one it ships (1.2-1.5x tiktoken on cl100k, ``docs/text-speed.md``), checked on the probe; else None.
     rs-bpe rather than bpe-openai (as fast, within noise): its Python API is public, bpe-openai's fast
     path is its private ``_bindings`` module."""
-    from zoo.text.fast import PROBE
-
     name = shipped_encoding(ranks, pattern)
     return agrees(rs_bpe_engine(name), reference, [PROBE]) if name else None
 
@@ -276,15 +275,13 @@ def sentencepiece_unigram(state: dict) -> tuple[Engine | None, str | None]:
         from sentencepiece import sentencepiece_model_pb2 as pb
     except ImportError as err:
         return None, f"{err.name} is not installed"
-    from zoo.text.bytelevel import ALPHABET
-    from zoo.text.fast import _split_pattern
 
     model = state.get("model") or {}
     if model.get("type") != "Unigram":
         return None, f"model is {model.get('type')}, not Unigram"
     if state.get("normalizer") is not None:
         return None, "a normalizer rewrites the text"
-    pattern = _split_pattern(state.get("pre_tokenizer"))
+    pattern = split_pattern(state.get("pre_tokenizer"))
     if pattern is None:
         return None, "the pre-tokenizer is not a regex split followed by the byte-level alphabet"
     proto = pb.ModelProto()

@@ -34,24 +34,10 @@ import json
 import logging
 from dataclasses import dataclass
 
-from zoo.text.bytelevel import from_byte_chars
+from zoo.text.bytelevel import PROBE, from_byte_chars, split_pattern
 from zoo.text.engines import Engine, agrees, kitoken_engine, map_batch, tiktoken_engine
 
 log = logging.getLogger(__name__)
-
-# GPT-2's byte-level regex (what ``ByteLevel(use_regex=True)`` applies), in tiktoken's spelling.
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
-
-# Real text in several scripts, digits, code and odd whitespace: a cheap agreement check at build time.
-PROBE = (
-    "The quick brown fox — it's 1234567 km/h, isn't it?  Yes!!\n\n\tdef f(x): return x ** 2  # ok\r\n"
-    "Größenwahn und Übermut: 3,14159 € pro Stück. Ça coûte 12 345,67 € ; l'été dernier…\n"
-    "Москва — столица России; в 2024 году 146 150 789 жителей.  Ёлка!\n"
-    "東京は日本の首都です。人口は約1400万人。「こんにちは」と言った。\n"
-    "नमस्ते दुनिया, यह एक परीक्षण है। العربية: مرحبا بالعالم ١٢٣٤ ελληνικά: Καλημέρα κόσμε\n"
-    "emoji 🌍🎉👩‍👩‍👧 and    spaces   \u00a0nbsp\u3000ideographic\u2028line sep 0x1F 1e-9 ½ ² ⅷ\n"
-)
-
 
 @dataclass
 class TiktokenPath:
@@ -81,7 +67,7 @@ class TiktokenPath:
             return "dropout or subword affixes"
         if model.get("byte_fallback"):
             return "byte_fallback vocabularies are not byte-level"
-        if _split_pattern(state.get("pre_tokenizer")) is None:
+        if split_pattern(state.get("pre_tokenizer")) is None:
             return "the pre-tokenizer is not a regex split followed by the byte-level alphabet"
         plain = sorted(t.content for t in tk.get_added_tokens_decoder().values() if not t.special)
         if plain:  # tokenizers cuts these out of the text even with encode_special_tokens on; tiktoken does not
@@ -102,7 +88,7 @@ class TiktokenPath:
             ranks, reason = _ranks(state["model"], tk)
         if reason is None:
             specials = {t.content: i for i, t in tk.get_added_tokens_decoder().items()}
-            pattern = _split_pattern(state["pre_tokenizer"])
+            pattern = split_pattern(state["pre_tokenizer"])
             try:
                 encoding = tiktoken.Encoding("zoo", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
             except ValueError as err:  # a regex that Oniguruma reads and fancy-regex does not (``\X``...)
@@ -133,27 +119,6 @@ def build_engine(tk) -> Engine | None:
         return None
     engine = kitoken_engine(tk.to_str())
     return agrees(engine, lambda text: tk.encode(text, add_special_tokens=False).ids, [PROBE])
-
-
-def _split_pattern(pre: dict | None) -> str | None:
-    if not pre:
-        return None
-    if pre.get("type") == "ByteLevel":
-        return GPT2_PATTERN if pre.get("use_regex", True) and not pre.get("add_prefix_space") else None
-    if pre.get("type") != "Sequence" or len(pre.get("pretokenizers", [])) != 2:
-        return None
-    split, byte_level = pre["pretokenizers"]
-    if (
-        split.get("type") != "Split"
-        or "Regex" not in split.get("pattern", {})
-        or split.get("behavior") != "Isolated"
-        or split.get("invert")
-        or byte_level.get("type") != "ByteLevel"
-        or byte_level.get("use_regex", True)
-        or byte_level.get("add_prefix_space")
-    ):
-        return None
-    return split["pattern"]["Regex"]
 
 
 def _ranks(model: dict, tk) -> tuple[dict[bytes, int] | None, str | None]:

@@ -24,7 +24,6 @@ records its config), so shipped weights hold the encoder, quantiser and decoder 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -43,14 +42,14 @@ from zoo.audio.codec.losses import DISCRIMINATOR_DEFAULTS, LOSS_DEFAULTS, checke
 from zoo.audio.codec.networks import Decoder, Encoder, checked_strides
 from zoo.audio.codec.quantizer import ResidualQuantizer, choose_levels
 from zoo.errors import ZooError
-from zoo.tokenizer import AudioTokens, NeuralTokenizer, TokenizerOutput, check_audio, check_sample_rate
-
-
-def _groups_by_length(lengths: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(length, rows)`` for every distinct non-zero length, shortest first."""
-    for length in sorted(set(lengths.tolist())):
-        if length > 0:
-            yield int(length), (lengths == length).nonzero().flatten()
+from zoo.tokenizer import (
+    AudioTokens,
+    NeuralTokenizer,
+    TokenizerOutput,
+    check_audio,
+    check_sample_rate,
+    groups_by_length,
+)
 
 
 class CodecTokenizer(NeuralTokenizer):
@@ -150,7 +149,7 @@ class CodecTokenizer(NeuralTokenizer):
         frames = (lengths + self.hop - 1) // self.hop
         ids = torch.full((x.shape[0], int(frames.max()) if len(frames) else 0, levels), -1, dtype=torch.long)
         with self._evaluating():
-            for length, rows in _groups_by_length(lengths):
+            for length, rows in groups_by_length(lengths):
                 clip = self._padded(x[rows, :length].to(self.device))
                 codes = self.quantizer(self.encoder(clip[:, None])).ids  # [b, n, q]
                 ids[rows, : codes.shape[1]] = codes[..., :levels].cpu()
@@ -168,7 +167,7 @@ class CodecTokenizer(NeuralTokenizer):
             raise ZooError(f"tokens: lengths must be [B] integers in [0, {ids.shape[1]}], got {frames.tolist()}")
         audio = torch.zeros(ids.shape[0], ids.shape[1] * self.hop)
         with self._evaluating():
-            for length, rows in _groups_by_length(frames):
+            for length, rows in groups_by_length(frames):
                 latent = self.quantizer.ids_to_latent(ids[rows, :length].to(self.device))
                 audio[rows, : length * self.hop] = self.decoder(latent)[:, 0].float().cpu()
         return audio

@@ -26,9 +26,7 @@ nothing. Half precision is widened to float32 (exact). Pickled files are never r
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,10 +34,18 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import ZooError
-from zoo.tokenizer import AudioTokens, NeuralTokenizer, TokenizerOutput, check_audio, check_sample_rate
+from zoo.pretrained import PICKLE_SUFFIXES
+from zoo.targets import import_library_class
+from zoo.tokenizer import (
+    AudioTokens,
+    NeuralTokenizer,
+    TokenizerOutput,
+    check_audio,
+    check_sample_rate,
+    groups_by_length,
+)
 
 WIDENED = (torch.float32, torch.bfloat16, torch.float16)
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 # Old (torch.nn.utils.weight_norm) names -> the parametrization names transformers' modules use today.
 WEIGHT_NORM_RENAMES = ((".weight_g", ".parametrizations.weight.original0"),
                        (".weight_v", ".parametrizations.weight.original1"))
@@ -47,19 +53,8 @@ WEIGHT_NORM_RENAMES = ((".weight_g", ".parametrizations.weight.original0"),
 
 def import_class(target: str) -> type:
     """``"package.module:Class"`` of the wrapped library (code zoo chose, not a data file's target)."""
-    module, _, name = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ZooError(f"{target}: not importable ({err}); the published codecs need transformers 5.25 "
-                       "(pip install 'zoo[hf]') and, for SNAC, the snac package (pip install snac==1.2.1)") from None
-
-
-def groups_by_length(lengths: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(length, rows)`` for every distinct non-zero length, shortest first."""
-    for length in sorted(set(lengths.tolist())):
-        if length > 0:
-            yield int(length), (lengths == length).nonzero().flatten()
+    return import_library_class(target, "the published codecs need transformers 5.25 "
+                                "(pip install 'zoo[hf]') and, for SNAC, the snac package (pip install snac==1.2.1)")
 
 
 def checked_config_keys(owner: str, config: dict, known: set[str]) -> None:

@@ -12,36 +12,13 @@ network; ``zoo.load(DIR)`` then reads safetensors only. With the entry's weights
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
-import torch
-
-from zoo.audio.published.base import PICKLE_SUFFIXES, PublishedAudioCodec
+from zoo.audio.published.base import PublishedAudioCodec
 from zoo.errors import ZooError
 from zoo.hub import sha256_of
-
-
-def read_pickled_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights-only pickled state dict (one nested under ``state_dict`` is un-nested)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ZooError(f"{path}: no such checkpoint file")
-    if path.suffix not in PICKLE_SUFFIXES:
-        raise ZooError(f"{path}: expected a pickled {'/'.join(PICKLE_SUFFIXES)} checkpoint (safetensors files load "
-                       "directly with zoo.load)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise ZooError(f"{path}: refused: not a weights-only state dict (reading it would need a full unpickle, "
-                       f"which can run code): {reason}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ZooError(f"{path}: expected a state dict of tensors")
-    return state
+from zoo.pretrained import read_weights_only
 
 
 def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer) -> Path:
@@ -61,7 +38,7 @@ def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer) -> 
 
             if Path(source).resolve() == cached_path(weights["path"], weights.get("revision")).resolve():
                 resolve_weights(weights["path"], weights.get("sha256"), weights.get("revision"))
-    state = {type(tok).rename(name): tensor for name, tensor in read_pickled_state(source).items()}
+    state = {type(tok).rename(name): tensor for name, tensor in read_weights_only(source).items()}
     tok.load_converted(state, str(source))
     metadata = {"converted_from": str(source), "source_sha256": sha256_of(source)}
     return tok.save_pretrained(directory, metadata=metadata)

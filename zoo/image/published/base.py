@@ -21,7 +21,6 @@ it, and any other pickle is refused with the command that converts it into a fol
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,6 +28,8 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.image.vq.vqgan import checked_image_grid
+from zoo.pretrained import PICKLE_SUFFIXES, atomic_write_bytes, read_weights_only
+from zoo.targets import import_library_class
 from zoo.tokenizer import NeuralTokenizer, TokenizerOutput, check_ids
 
 # The VQ model's own submodules: a key of an official file belongs to the tokenizer when, past its prefix,
@@ -38,19 +39,14 @@ VQ_PARTS = ("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv
 UNUSED_SUFFIXES = ("quantize.codebook_used",)
 # Dtypes an official file may hold: widening them to float32 is exact.
 WIDENED = (torch.float32, torch.bfloat16, torch.float16)
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 # A pinned pickled download's conversion, written next to it in $ZOO_CACHE (model.pt -> model.pt.zoo.safetensors).
 CONVERTED_SUFFIX = ".zoo.safetensors"
 
 
 def import_class(target: str) -> type:
     """``"package.module:Class"`` of the wrapped library (code zoo chose, not a data file's target)."""
-    module, _, name = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ZooError(f"{target}: not importable ({err}); these tokenizers need a transformers that has the "
-                       "class (tested with 5.25; pip install 'zoo[hf]')") from None
+    return import_library_class(target, "these tokenizers need a transformers that has the class "
+                                "(tested with 5.25; pip install 'zoo[hf]')")
 
 
 def vq_tensors(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> tuple[str, dict[str, torch.Tensor]]:
@@ -240,7 +236,7 @@ class PublishedImageTokenizer(NeuralTokenizer):
 
         Only files inside ``$ZOO_CACHE`` qualify: ``zoo.hub.resolve_weights`` put them there and checked their
         pin (published or first-use sha256) before this runs. The conversion reads them with
-        ``torch.load(weights_only=True)`` (``convert.read_checkpoint``) and records the source's sha256 in the
+        ``torch.load(weights_only=True)`` (``zoo.pretrained.read_weights_only``) and records the source's sha256 in the
         converted file, which is redone when that no longer matches. Any other pickle is refused."""
         from zoo.hub import cache_dir, sha256_of
 
@@ -249,8 +245,6 @@ class PublishedImageTokenizer(NeuralTokenizer):
         except ValueError:
             raise ZooError(f"{path}: a pickled checkpoint, which zoo.load never reads; convert it once with "
                            "`python -m zoo.image.published.convert SRC --to DIR NAME` and load DIR") from None
-        from zoo.image.published.convert import write_converted
-
         converted = path.with_name(path.name + CONVERTED_SUFFIX)
         source_sha256 = sha256_of(path)
         if converted.is_file() and converted_source_sha256(converted) == source_sha256:
@@ -279,3 +273,20 @@ class PublishedImageTokenizer(NeuralTokenizer):
         return (f"{self.family}, vocab_size={self.vocab_size}, f{self.downsample}, "
                 f"{self.tokens_per_image} tokens at {self.image_size}px")
 
+
+def write_converted(source: Path, destination: Path, family: type[PublishedImageTokenizer],
+                    source_sha256: str) -> Path:
+    """``source`` (a pinned pickled download) in ``family``'s names -> ``destination`` (safetensors), atomically.
+
+    The tensors are stored as the file holds them (no cast); the strict load that follows checks names,
+    shapes, dtypes and finiteness. ``source_sha256`` goes into the file's metadata, tying it to its source.
+    LlamaGen's training checkpoints keep their arguments in an ``argparse.Namespace``, a plain attribute bag."""
+    import argparse
+
+    from safetensors.torch import save
+
+    tensors = read_weights_only(source, allowed_classes=(argparse.Namespace,))
+    state = {name: tensor.contiguous() for name, tensor in family.convert(tensors).items()}
+    atomic_write_bytes(destination, save(state, metadata={"source": source.name, "source_sha256": source_sha256,
+                                                          "converted_by": family.__name__}))
+    return destination

@@ -11,7 +11,7 @@ Python objects beside the tensors) is refused with the reason.
 
 A registry entry whose official file is such a pickle (LlamaGen's ``vq_ds8_c2i.pt``, the CompVis VQ's
 ``diffusion_pytorch_model.bin``) converts here once, on its first ``zoo.load(name, pretrained=True)``:
-``write_converted`` writes ``FILE.zoo.safetensors`` beside the pinned download in ``$ZOO_CACHE``, recording
+``base.write_converted`` writes ``FILE.zoo.safetensors`` beside the pinned download in ``$ZOO_CACHE``, recording
 the source's sha256, and every later load reads that safetensors file only. The state dict is taken from
 ``ema``, ``model`` or ``state_dict`` when the file nests it (LlamaGen's training checkpoints keep
 ``model``), mapped by the family's ``convert`` and loaded strictly into the named entry's network.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -29,52 +28,14 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.hub import sha256_of
-from zoo.image.published.base import PICKLE_SUFFIXES, PublishedImageTokenizer
-from zoo.pretrained import atomic_write_bytes
-
-NESTED_STATE_KEYS = ("ema", "model", "state_dict")
+from zoo.image.published.base import PublishedImageTokenizer
+from zoo.pretrained import read_weights_only
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors or (weights-only) pickled checkpoint, un-nested from ``ema`` / ``model`` /
-    ``state_dict``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ZooError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if path.suffix not in PICKLE_SUFFIXES:
-        raise ZooError(f"{path}: expected a .safetensors or a pickled {'/'.join(PICKLE_SUFFIXES)} checkpoint")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
-        reason = str(err).splitlines()[0][:300]
-        raise ZooError(f"{path}: refused: reading it needs a full unpickle (it stores Python objects besides tensors), "
-                       f"which can run code; zoo reads pickles with weights_only=True only ({reason})") from None
-    for key in NESTED_STATE_KEYS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ZooError(f"{path}: expected a state dict of tensors (or one under {list(NESTED_STATE_KEYS)})")
-    return state
-
-
-def write_converted(source: Path, destination: Path, family: type[PublishedImageTokenizer],
-                    source_sha256: str) -> Path:
-    """``source`` (a pinned pickled download) in ``family``'s names -> ``destination`` (safetensors), atomically.
-
-    The tensors are stored as the file holds them (no cast); the strict load that follows checks names,
-    shapes, dtypes and finiteness. ``source_sha256`` goes into the file's metadata, tying it to its source."""
-    from safetensors.torch import save
-
-    state = {name: tensor.contiguous() for name, tensor in family.convert(read_checkpoint(source)).items()}
-    atomic_write_bytes(destination, save(state, metadata={"source": source.name, "source_sha256": source_sha256,
-                                                          "converted_by": family.__name__}))
-    return destination
+    """The tensors of an authors' checkpoint (``zoo.pretrained.read_weights_only``); LlamaGen's training
+    checkpoints keep their arguments in an ``argparse.Namespace``, a plain attribute bag, so it is admitted."""
+    return read_weights_only(path, allowed_classes=(argparse.Namespace,))
 
 
 def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer, **overrides) -> Path:

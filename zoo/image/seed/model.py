@@ -31,9 +31,9 @@ from torch import nn
 
 from zoo.errors import ZooError
 from zoo.image.seed.qformer import CausalQFormer
-from zoo.image.titok.model import MaskTokenDecoder, map_to_sequence, sequence_to_map
-from zoo.image.titok.vit import PatchEmbed, block_stack, checked_fixed_images, checked_grid, checked_sequence_ids
-from zoo.image.vq.autoencoder import PIXEL_LOSS_DEFAULTS, PixelAutoencoder
+from zoo.image.titok.model import MaskTokenDecoder, SequenceTokenizer, map_to_sequence, sequence_to_map
+from zoo.image.titok.vit import PatchEmbed, block_stack, checked_grid
+from zoo.image.vq.autoencoder import PIXEL_LOSS_DEFAULTS
 from zoo.quantize import Quantizer, codebook_perplexity
 from zoo.tokenizer import TokenizerOutput
 
@@ -46,7 +46,7 @@ def tanh_mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.Tanh(), nn.Linear(d_hidden, d_out))
 
 
-class SEEDTokenizer(PixelAutoencoder):
+class SEEDTokenizer(SequenceTokenizer):
     """Causal Q-Former image tokenizer with reconstruction and discrimination heads; ids ``[B, num_queries]``."""
 
     def __init__(
@@ -89,28 +89,13 @@ class SEEDTokenizer(PixelAutoencoder):
             self.classifier = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, self.num_classes))
             self.build_discriminator()
 
-    # -- contract --------------------------------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return self.quantize.vocab_size
-
-    @property
-    def codebook(self) -> torch.Tensor:
-        return self.quantize.codebook
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids ``[B, L]`` -> code vectors ``[B, L, code_dim]``."""
-        return map_to_sequence(self.codes_from_ids(ids))
-
+    # -- contract (the rest: SequenceTokenizer) ----------------------------------------------------------------
     @torch.no_grad()
     def classify(self, ids: torch.Tensor) -> torch.Tensor:
         """ids ``[B, L]`` -> class logits ``[B, num_classes]`` from the discrimination head."""
         return self.classifier(self.from_code(self.embed(ids)).mean(dim=1))
 
     # -- pieces ----------------------------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        return checked_fixed_images(x, self.image_size).to(self.device)
-
     def causal_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """Images in ``[0, 1]`` -> the causal Q-Former's outputs ``[B, L, W]``."""
         patches = self.encoder_norm(self.encoder(self.patch_embed(x)))
@@ -119,13 +104,6 @@ class SEEDTokenizer(PixelAutoencoder):
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> query outputs in code space ``[B, code_dim, 1, L]`` before quantisation."""
         return sequence_to_map(self.to_code(self.causal_embeddings(x)))
-
-    def ids_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.quantize(latent).indices[:, 0]
-
-    def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        ids = checked_sequence_ids(ids, self.vocab_size, self.num_tokens).to(self.device)
-        return self.quantize.indices_to_codes(ids[:, None])
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.from_code(map_to_sequence(codes)))

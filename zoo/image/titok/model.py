@@ -96,7 +96,38 @@ class MaskTokenDecoder(nn.Module):
         return self.head(out[:, : masks.shape[1]])
 
 
-class TiTokTokenizer(PixelAutoencoder):
+class SequenceTokenizer(PixelAutoencoder):
+    """The contract of a 1D image tokenizer over ``PixelAutoencoder``: fixed-size images in, ids ``[B, L]`` out.
+
+    Subclasses set ``image_size``, ``num_tokens`` and ``quantize`` and give ``encode_latent`` (images -> codes
+    ``[B, code_dim, 1, L]``) and ``decode_codes``; TiTok and SEED share the rest."""
+
+    @property
+    def vocab_size(self) -> int:
+        return self.quantize.vocab_size
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """``[K, code_dim]`` (the implicit grid for FSQ / LFQ)."""
+        return self.quantize.codebook
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids ``[B, L]`` -> code vectors ``[B, L, code_dim]``."""
+        return map_to_sequence(self.codes_from_ids(ids))
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        return checked_fixed_images(x, self.image_size).to(self.device)
+
+    def ids_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.quantize(latent).indices[:, 0]  # [B, 1, L] -> [B, L]
+
+    def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids ``[B, L]`` (checked) -> codes ``[B, code_dim, 1, L]``."""
+        ids = checked_sequence_ids(ids, self.vocab_size, self.num_tokens).to(self.device)
+        return self.quantize.indices_to_codes(ids[:, None])
+
+
+class TiTokTokenizer(SequenceTokenizer):
     """1D latent-token image tokenizer (see the module docstring); ids ``[B, num_latent_tokens]``."""
 
     def __init__(
@@ -132,35 +163,10 @@ class TiTokTokenizer(PixelAutoencoder):
             self.decoder = MaskTokenDecoder(*vit, depth=decoder_depth, code_dim=code_dim, **blocks)
             self.build_discriminator()
 
-    # -- contract --------------------------------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return self.quantize.vocab_size
-
-    @property
-    def codebook(self) -> torch.Tensor:
-        """``[K, code_dim]`` (the implicit grid for FSQ / LFQ)."""
-        return self.quantize.codebook
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids ``[B, L]`` -> code vectors ``[B, L, code_dim]``."""
-        return map_to_sequence(self.codes_from_ids(ids))
-
     # -- pieces ----------------------------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        return checked_fixed_images(x, self.image_size).to(self.device)
-
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Images in ``[0, 1]`` -> latent tokens ``[B, code_dim, 1, L]`` before quantisation."""
         return sequence_to_map(self.encoder(x))
-
-    def ids_from_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.quantize(latent).indices[:, 0]  # [B, 1, L] -> [B, L]
-
-    def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids ``[B, L]`` (checked) -> codes ``[B, code_dim, 1, L]``."""
-        ids = checked_sequence_ids(ids, self.vocab_size, self.num_tokens).to(self.device)
-        return self.quantize.indices_to_codes(ids[:, None])
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decoder(map_to_sequence(codes))
