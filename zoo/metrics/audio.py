@@ -98,5 +98,5 @@ class TokenPurity(Metric):
 
     def compute(self) -> dict[str, float]:
         if self.vocab_size is None:
-            raise ZooError("token purity: no batch was seen")
+            raise ZooError(f"{self.name}: no batch was seen")
         return purity_scores(self.joint)

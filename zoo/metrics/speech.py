@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ZooError
-from zoo.metrics.audio import purity_scores
+from zoo.metrics.audio import TokenPurity
 from zoo.metrics.base import EvalContext, Metric
 
 FRAME_RATE = 100.0  # frame_phones per second
@@ -72,26 +72,18 @@ def labelled_tokens(tokenizer, encoded, frame_phones: list) -> tuple[np.ndarray,
         np.concatenate(all_phones) if all_phones else np.zeros(0, np.int64), rows
 
 
-class PhonePurity(Metric):
-    """Phone purity, cluster purity and PNMI of tokens against frame-level phones.
+class PhonePurity(TokenPurity):
+    """Phone purity, cluster purity and PNMI of tokens against frame-level phones (``TokenPurity``'s scores, with
+    each token labelled by the aligned phone of its frames rather than by an item label).
 
     Args:
         num_labels: an upper bound on phone ids (the state is ``[num_labels, vocab_size]``).
     """
 
     name: ClassVar[str] = "phone-purity"
-    higher_is_better: ClassVar[bool | None] = True
-    directions: ClassVar[dict[str, bool | None]] = {"label_entropy": None, "token_entropy": None}
-    modalities: ClassVar[tuple[str, ...]] = ("audio",)
 
     def __init__(self, num_labels: int = 256) -> None:
-        super().__init__()
-        self.num_labels = int(num_labels)
-        self.vocab_size: int | None = None
-
-    def setup(self, tokenizer, data_key: str | None = None) -> None:
-        self.vocab_size = int(tokenizer.vocab_size)
-        self.add_state("joint", torch.zeros(self.num_labels, self.vocab_size, dtype=torch.float64))
+        super().__init__(label_key="frame_phones", num_labels=num_labels)
 
     def update(self, ctx: EvalContext) -> None:
         if self.vocab_size is None:
@@ -101,11 +93,6 @@ class PhonePurity(Metric):
             raise ZooError(f"phone purity: phone ids must lie in [0, {self.num_labels}); raise num_labels")
         flat = torch.from_numpy(phones * self.vocab_size + ids)
         self.joint += torch.bincount(flat, minlength=self.joint.numel()).view_as(self.joint).double()
-
-    def compute(self) -> dict[str, float]:
-        if self.vocab_size is None:
-            raise ZooError("phone purity: no batch was seen")
-        return purity_scores(self.joint)
 
 
 def context_features(rows: list, vocab_size: int, context: int):
