@@ -20,6 +20,7 @@ EXTENSIONS = {
     "analyze": ("zoo.analysis.command", "analyse tokenizers (e.g. infer a BPE's training-data mixture)"),
     "transfer": ("zoo.transfer.command", "initialise embeddings for a new vocabulary"),
     "tokenize": ("zoo.tokenize.command", "turn a dataset into sharded token files (Ray Data)"),
+    "export": ("zoo.export.command", "write a text tokenizer as tokenizer.json, tiktoken or SentencePiece files"),
 }
 
 
@@ -93,6 +94,26 @@ def _text_inputs(inputs: list[str]) -> list[str]:
     return [bytes_to_text(sys.stdin.buffer.read()) if item == "-" else item for item in inputs]
 
 
+def _text_or_file(item: str) -> str:
+    """An encode INPUT for a text tokenizer: '-' is stdin, an existing file is read (bytes, the zoo's UTF-8
+    policy), anything else is the text itself (``--text`` takes every INPUT as text)."""
+    from zoo.errors import ZooError
+    from zoo.text.base import bytes_to_text
+
+    if item == "-":
+        return _text_inputs(["-"])[0]
+    if not item:  # Path("") is the current folder; the empty text is meant
+        return item
+    path = Path(item)
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError):  # a name too long or holding NUL: not a path, so the text itself
+        return item
+    if is_dir:
+        raise ZooError(f"{item}: is a folder; expected a text file, or --text {item!r} to encode the string itself")
+    return bytes_to_text(path.read_bytes()) if is_file else item
+
+
 def _input_file(item: str, suffixes: set[str], modality: str) -> Path:
     from zoo.errors import ZooError
 
@@ -111,13 +132,19 @@ def cmd_encode(args) -> int:
     import torch
 
     from zoo import io
+    from zoo.errors import ZooError
 
     tok = _load_tokenizer(args)
     if tok.modality == "text":
-        rows = [tok.encode(text) for text in _text_inputs(args.inputs)]
-        for row in rows:
-            _print_json(row) if args.json else print(" ".join(map(str, row)))
+        texts = _text_inputs(args.inputs) if args.text else [_text_or_file(item) for item in args.inputs]
+        for row in (tok.encode(text) for text in texts):
+            if args.show:
+                _print_tokens(tok, row, args.json)
+            else:
+                _print_json(row) if args.json else print(" ".join(map(str, row)))
         return 0
+    if args.text or args.show:
+        raise ZooError(f"--text and --show are for text tokenizers; {args.name} is a {tok.modality} tokenizer")
     with torch.no_grad():
         allowed = io.IMAGE_SUFFIXES if tok.modality == "image" else io.AUDIO_SUFFIXES
         paths = [_input_file(item, allowed, tok.modality) for item in args.inputs]  # all checked before any work
@@ -129,6 +156,20 @@ def cmd_encode(args) -> int:
             else:
                 _print_json({"ids": encoded[0].tolist()})
     return 0
+
+
+def _print_tokens(tok, ids: list[int], as_json: bool) -> None:
+    """``--show``: each id with the text its bytes decode to (partial UTF-8 as ``\\xNN``, controls escaped), one
+    token a line as ``ID<TAB>TOKEN``, a blank line after each input; with ``--json`` one object per input."""
+    from zoo.evaluate.report import readable_tokens
+
+    pieces = readable_tokens(tok, ids)
+    if as_json:
+        _print_json({"ids": ids, "tokens": pieces})
+        return
+    for i, piece in zip(ids, pieces):
+        print(f"{i}\t{piece}")
+    print()
 
 
 def _parse_ids(text: str) -> list:
@@ -289,7 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="print the ids of texts, image files or audio files")
     p.add_argument("name", help="registry name or checkpoint folder")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="text ('-' reads stdin), image or audio files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="for text: a text file (read when the path exists), '-' for stdin, or the text itself; "
+                        "image or audio files")
+    p.add_argument("--text", action="store_true",
+                   help="text: take every INPUT as the text itself, never as a file ('zoo encode NAME --text doc.txt' "
+                        "encodes the string 'doc.txt')")
+    p.add_argument("--show", action="store_true",
+                   help="text: print each token with the text it decodes to (partial UTF-8 bytes as \\xNN)")
     p.add_argument("--json", action="store_true", help="print each row as JSON")
     _loading_flags(p)
     p.set_defaults(func=cmd_encode)

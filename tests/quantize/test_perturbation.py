@@ -49,6 +49,14 @@ def test_nearest_codes_orders_by_distance_and_breaks_ties_by_id():
         nearest_codes(torch.zeros(1, 2), codebook, K + 1)
 
 
+def test_nearest_codes_keeps_the_order_of_a_codebook_at_any_scale():
+    # Distances of 1e-8 and below: a fixed number of decimals would call every code a tie and rank by id.
+    codebook = torch.stack([torch.arange(K, dtype=torch.float), torch.zeros(K)], dim=1)
+    for scale in (1e-6, 1.0, 1e4):
+        ranked = nearest_codes(torch.tensor([[5.2 * scale, 0.0]]), codebook * scale, 4)
+        assert ranked.tolist() == [[5, 6, 4, 7]], scale
+
+
 def test_only_the_first_floor_b_beta_images_are_perturbed():
     quantizer = line_quantizer().train()
     z = line_latents(10)

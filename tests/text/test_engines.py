@@ -126,6 +126,26 @@ def test_shipped_ranks_are_served_by_rs_bpe_with_tiktokens_ids():
     assert [engine.encode(t) for t in texts] == [encoding.encode_ordinary(t) for t in texts]
 
 
+def test_a_cl100k_rank_file_loads_onto_rs_bpe_with_tiktokens_ids(tmp_path):
+    pytest.importorskip("rs_bpe")
+    import base64
+
+    import zoo
+
+    ranks, pattern, encoding = _cl100k()
+    lines = (f"{base64.b64encode(t).decode()} {r}\n" for t, r in sorted(ranks.items(), key=lambda kv: kv[1]))
+    (tmp_path / "cl100k_base.tiktoken").write_text("".join(lines))
+    tok = zoo.load(f"file:{tmp_path / 'cl100k_base.tiktoken'}")
+    assert tok.engine == "rs-bpe"
+    texts = held_out(200) + ["\n".join(held_out(200))]
+    assert tok.encode(texts) == [encoding.encode_ordinary(t) for t in texts]
+    assert [tok.encode(t) for t in texts[:50]] == [encoding.encode_ordinary(t) for t in texts[:50]]
+    assert tok.decode(tok.encode("a\ud800b")) == "a\ud800b"  # the surrogate policy still holds on rs-bpe
+    tok.pattern = pattern + "|x"  # an unshipped pattern: tiktoken serves it
+    tok._adopt(ranks)
+    assert tok.engine == "tiktoken"
+
+
 def test_other_ranks_or_another_pattern_get_no_shipped_engine():
     ranks, pattern, encoding = _cl100k()
     swapped = dict(ranks)

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,24 @@ def format_value(value) -> str:
     return str(value)
 
 
+# Measurements of the machine rather than the tokenizer: they move with load, threads and hardware, so the
+# leaderboard shows their direction but bolds no "best" (a metric may also say so itself: ``system: true``).
+SYSTEM_METRICS = {"throughput", "memory"}
+_SYSTEM_KEYS = ("peak_mb", "memory")  # memory columns inside other metrics
+
+
+def is_system_metric(results: dict, metric: str, key: str | None = None) -> bool:
+    """True for throughput and memory values (noisy, machine-dependent), which are never ranked as best."""
+    info = results.get("metrics", {}).get(metric, {})
+    if info.get("system") or metric in SYSTEM_METRICS:
+        return True
+    if str(info.get("class", "")).startswith("zoo.metrics.throughput:"):
+        return True
+    return key is not None and any(part in key for part in _SYSTEM_KEYS)
+
+
 def best_labels(results: dict, metric: str, key: str | None, direction: bool | None) -> set[str]:
-    if direction is None:
+    if direction is None or is_system_metric(results, metric, key):
         return set()
     scored = {label: lookup(results, label, metric, key) for label in results["results"]}
     scored = {k: v for k, v in scored.items() if isinstance(v, (int, float)) and math.isfinite(v)}
@@ -87,7 +104,8 @@ def best_labels(results: dict, metric: str, key: str | None, direction: bool | N
 
 
 def markdown_table(results: dict) -> str:
-    """The leaderboard: a row per tokenizer, a column per value, ↑ / ↓ for the better direction, best in bold."""
+    """The leaderboard: a row per tokenizer, a column per value, ↑ / ↓ for the better direction, best in bold
+    (never for system metrics: throughput and memory, ``is_system_metric``)."""
     columns = leaderboard_columns(results)
     header = ["tokenizer"] + [f"{column} {ARROWS[direction]}".strip() for column, _, _, direction in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
@@ -122,6 +140,61 @@ def markdown_report(results: dict) -> str:
     for label, notes in results.get("notes", {}).items():
         lines += [f"- `{label}`: {note}" for note in notes]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# -- token splits ----------------------------------------------------------------------------------------
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _utf8_length(lead: int) -> int:
+    """Bytes in the UTF-8 sequence a lead byte starts (0: not a lead byte)."""
+    if lead < 0x80:
+        return 1
+    return 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
+
+
+def token_parts(raw: bytes) -> list[tuple[str, bool]]:
+    """A token's bytes as ``(text, is_escape)`` runs: whole UTF-8 characters as themselves, bytes that are part of
+    a character (byte-level BPE splits "ü" into ``\\xc3`` + ``\\xbc``) as ``\\xNN``, control characters as
+    ``\\n``, ``\\t``, ``\\r`` or ``\\xNN``, so no token shows as mojibake or U+FFFD."""
+    import unicodedata
+
+    parts: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(raw):
+        n = _utf8_length(raw[i])
+        try:
+            char = raw[i : i + n].decode("utf-8") if n and i + n <= len(raw) else None
+        except UnicodeDecodeError:  # a truncated or invalid sequence (lone surrogates' 3-byte form included)
+            char = None
+        if char is None:
+            text, escape, i = f"\\x{raw[i]:02x}", True, i + 1
+        elif unicodedata.category(char) == "Cc":
+            text, escape, i = _CONTROL_ESCAPES.get(char) or f"\\x{ord(char):02x}", True, i + n
+        else:
+            text, escape, i = char, False, i + n
+        if parts and parts[-1][1] == escape:
+            parts[-1] = (parts[-1][0] + text, escape)
+        else:
+            parts.append((text, escape))
+    return parts
+
+
+def readable_token(raw: bytes) -> str:
+    """``token_parts`` joined: the text a token's bytes decode to, partial characters as ``\\xNN``."""
+    return "".join(text for text, _ in token_parts(raw))
+
+
+def readable_tokens(tokenizer, ids: list[int]) -> list[str]:
+    """Each id as readable text (``readable_token`` of its bytes); specials, which have no bytes, by name."""
+    if hasattr(tokenizer, "token_bytes"):
+        raws = tokenizer.token_bytes(ids)
+    else:
+        raws = [str(tokenizer.decode([i])).encode("utf-8", "surrogatepass") for i in ids]
+    names = tokenizer.token_strings if hasattr(tokenizer, "token_strings") else None
+    return [readable_token(raw) if raw or names is None else names([i])[0] for raw, i in zip(raws, ids)]
 
 
 # -- pictures --------------------------------------------------------------------------------------------
@@ -194,11 +267,8 @@ def collect_examples(tokenizer, items: list[dict], modality: str, device) -> dic
     try:
         with torch.no_grad():
             if modality == "text":
-                segments = []
-                for text in batch["text"][:3]:
-                    ids = tokenizer.encode(text[:TEXT_EXAMPLE_CHARS])
-                    pieces = tokenizer.token_strings(ids) if hasattr(tokenizer, "token_strings") else None
-                    segments.append(pieces or [tokenizer.decode([i]) for i in ids])
+                segments = [readable_tokens(tokenizer, tokenizer.encode(text[:TEXT_EXAMPLE_CHARS]))
+                            for text in batch["text"][:3]]
                 return {"segments": segments}
             if modality == "image":
                 ids = tokenizer.encode(batch["image"].to(device))
@@ -226,7 +296,7 @@ th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums
 .meta{color:#555} .note{color:#555;font-size:90%} img{max-width:100%;border:1px solid #eee}
 code,pre{background:#f6f6f6} pre{padding:.5em;overflow:auto;max-height:20em}
 .tok{border:1px solid #bbb;border-radius:3px;padding:0 1px;margin:0 1px;white-space:pre-wrap;background:#f3f3f3}
-.tok:nth-child(even){background:#e3e3e3}
+.tok:nth-child(even){background:#e3e3e3} .esc{color:#a33;font-family:monospace;font-size:85%}
 """
 
 
@@ -279,7 +349,7 @@ def _examples_html(examples: dict) -> str:
         parts.append("<h2>Tokenization examples</h2>")
         for label, ex in per_tokenizer.items():
             for pieces in ex.get("segments", []):
-                spans = "".join(f'<span class="tok">{_esc(piece)}</span>' for piece in pieces)
+                spans = "".join(f'<span class="tok">{_token_html(piece)}</span>' for piece in pieces)
                 parts.append(f"<p><b>{_esc(label)}</b> ({len(pieces)} tokens): {spans}</p>")
     elif modality == "audio":
         parts.append("<h2>Audio examples</h2><table><tr><th>item</th><th>original</th>"
@@ -296,6 +366,15 @@ def _examples_html(examples: dict) -> str:
     if notes:
         parts.append(f"<ul class='note'>{''.join(notes)}</ul>")
     return "".join(parts)
+
+
+_ESCAPE = re.compile(r"(\\x[0-9a-f]{2}|\\[ntr])")
+
+
+def _token_html(piece: str) -> str:
+    """A readable token, its byte and control escapes set apart (``.esc``) from text that happens to hold them."""
+    return "".join(f'<span class="esc">{_esc(part)}</span>' if i % 2 else _esc(part)
+                   for i, part in enumerate(_ESCAPE.split(piece)))
 
 
 def _audio_tag(wave: torch.Tensor, sample_rate: int) -> str:

@@ -133,8 +133,11 @@ def nearest_codes(queries: torch.Tensor, codebook: torch.Tensor, k: int) -> torc
     out = []
     for chunk in queries.detach().float().split(rows):
         distances = chunk.pow(2).sum(dim=1, keepdim=True) - 2 * chunk @ codebook.T + code_norms  # [n, K]
-        # Rounding can make equal distances differ in the last bit; snap them so ties break by id.
-        distances = torch.round(distances, decimals=5)
+        # Rounding can make equal distances differ in the last bit; snap them so ties break by id. The snap is
+        # relative to each row's largest distance: a fixed number of decimals merges every code of a codebook
+        # whose distances are all small (unit-norm or tiny latents) into one tie.
+        scale = distances.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(distances.dtype).tiny)
+        distances = torch.round(distances / scale, decimals=6)
         out.append(torch.sort(distances, dim=1, stable=True).indices[:, :k])
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long)
 

@@ -24,7 +24,7 @@ from typing import ClassVar
 from zoo.errors import ZooError
 from zoo.pretrained import atomic_write_bytes
 from zoo.text.base import TextTokenizer, bytes_to_text, reject_lone_surrogates
-from zoo.text.bytelevel import ALPHABET, encode_keeping_surrogates
+from zoo.text.bytelevel import ALPHABET, encode_keeping_surrogates, has_lone_surrogate
 from zoo.text.hf import HFTokenizer
 
 _ENDOFTEXT, _ENDOFPROMPT = "<|endoftext|>", "<|endofprompt|>"
@@ -68,7 +68,7 @@ def load_file(path: str | Path, **overrides) -> TextTokenizer:
     if suffix == ".json":
         tok: TextTokenizer = HFFileTokenizer(**overrides)
     elif suffix == ".tiktoken":
-        known = KNOWN_TIKTOKEN.get(path.name[: -len(".tiktoken")], {})
+        known = KNOWN_TIKTOKEN.get(path.name[: -len(".tiktoken")], {}) or _export_spec(path)
         tok = TiktokenTokenizer(**{"name": path.stem, **known, **overrides})
     elif suffix == ".model":
         tok = SentencePieceTokenizer(**overrides)
@@ -76,6 +76,23 @@ def load_file(path: str | Path, **overrides) -> TextTokenizer:
         raise ZooError(f"file:{path}: unknown tokenizer format {suffix!r}; expected .json, .tiktoken or .model")
     tok.load_weights(path)
     return tok
+
+
+def _export_spec(path: Path) -> dict:
+    """The split pattern, specials and name a ``tiktoken.json`` beside ``path`` gives it (``zoo export --format
+    tiktoken`` writes one; a rank file carries none of them), or nothing when there is no such file."""
+    spec_file = path.with_name("tiktoken.json")
+    if not spec_file.is_file():
+        return {}
+    try:
+        spec = json.loads(spec_file.read_text(encoding="utf-8"))
+        if spec.get("mergeable_ranks") != path.name:
+            return {}  # it describes another rank file
+        return {"name": str(spec["name"]), "pattern": str(spec["pat_str"]),
+                "special_tokens": {str(k): v for k, v in dict(spec["special_tokens"]).items()}}
+    except (OSError, AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ZooError(f"{spec_file}: not a tiktoken export spec ({type(err).__name__}: {err}); expected JSON with "
+                       "name, pat_str, special_tokens and mergeable_ranks naming the rank file") from None
 
 
 class HFFileTokenizer(HFTokenizer):
@@ -143,7 +160,9 @@ class TiktokenTokenizer(TextTokenizer):
 
     def __init__(self, pattern: str = _CL100K, special_tokens: dict[str, int] | None = None, name: str = "tiktoken"):
         self.pattern, self.special_tokens, self.name = pattern, dict(special_tokens or {}), name
-        self._adopt({bytes([b]): b for b in range(256)})
+        # Until a rank file is loaded: the 256 bytes at the lowest ids the specials leave free.
+        free = (i for i in range(256 + len(self.special_tokens)) if i not in set(self.special_tokens.values()))
+        self._adopt({bytes([b]): i for b, i in zip(range(256), free)})
 
     def _adopt(self, ranks: dict[bytes, int], source: str | None = None) -> None:
         import tiktoken
@@ -171,13 +190,34 @@ class TiktokenTokenizer(TextTokenizer):
         self._byte_ids = [ranks[bytes([b])] for b in range(256)]
         self._specials = set(self.special_tokens.values())
         self._size = max([*ranks.values(), *self._specials]) + 1
+        self._engine = None  # chosen on first encode: comparing 100k ranks with a shipped set is not free
+
+    def _encoder(self):
+        """The engine encode runs through: rs-bpe when the ranks and pattern are an encoding it ships and it gives
+        tiktoken's ids on the probe (``zoo.text.engines.rank_engine``), else tiktoken itself."""
+        if self._engine is None:
+            from zoo.text.engines import rank_engine, tiktoken_engine
+
+            reference = self._encoding.encode_ordinary
+            self._engine = rank_engine(self._ranks, self.pattern, reference) or tiktoken_engine(self._encoding)
+        return self._engine
+
+    @property
+    def engine(self) -> str:
+        """The library encode runs through: ``rs-bpe`` or ``tiktoken``."""
+        return self._encoder().name
 
     @property
     def vocab_size(self) -> int:
         return self._size
 
     def encode_one(self, text: str) -> list[int]:
-        return encode_keeping_surrogates(text, self._encoding.encode_ordinary, self._byte_ids)
+        return encode_keeping_surrogates(text, self._encoder().encode, self._byte_ids)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any(has_lone_surrogate(t) for t in texts):
+            return [self.encode_one(t) for t in texts]
+        return self._encoder().encode_batch(texts)
 
     def decode_one(self, ids: list[int]) -> str:
         return bytes_to_text(b"".join(self.token_bytes(ids)))
