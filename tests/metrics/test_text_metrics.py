@@ -38,6 +38,21 @@ def test_compression_counts_bytes_and_characters():
     assert _run("bytes-per-token", tok, [batch]) == pytest.approx(12 / 3)
 
 
+def test_compression_and_fertility_per_language_when_named():
+    byte = ByteTokenizer()
+    batches = [{"text": ["héllo", "日本"], "lang": ["fr", "ja"]}, {"text": ["ab cd"], "lang": ["fr"]}]
+    # fr: 6 + 5 bytes, 5 + 5 chars, 11 tokens (the space covers no word), words héllo ab cd; ja: 6 bytes, 2 chars,
+    # 6 tokens, words 日 本
+    chars = _run("chars-per-token", byte, batches, languages=["fr", "ja", "de"])
+    assert chars["all"] == pytest.approx(12 / 17) and chars["fr"] == pytest.approx(10 / 11)
+    assert chars["ja"] == pytest.approx(2 / 6) and math.isnan(chars["de"])  # named but never seen
+    fertility = _run("fertility", byte, batches, languages=["ja"])
+    assert fertility == {"all": pytest.approx((6 + 4 + 6) / 5), "ja": pytest.approx(6 / 2)}
+    assert _run("bytes-per-token", byte, batches) == 1.0  # no languages: one number, as before
+    with pytest.raises(ZooError, match="carry no 'lang'"):
+        _run("fertility", byte, [{"text": ["ab"]}], languages=["fr"])
+
+
 def test_word_spans_use_whitespace_and_one_word_per_character_without_spaces():
     starts, ends = word_spans("ab  cd\n日本語です é!")
     text = "ab  cd\n日本語です é!"

@@ -20,6 +20,7 @@ import zoo
 from tests._text_corpus import corpus, held_out
 from zoo.errors import ZooError
 from zoo.text import export as ex
+from zoo.text.bytelevel import GPT2_PATTERN
 from zoo.text.export import ExportRefused, export
 
 NAMES = zoo.registry.default_registry().names(modality="text")
@@ -93,6 +94,25 @@ def files() -> dict[str, bytes]:
     vocab = sorted(bpe.get_vocab(with_added_tokens=False).items(), key=lambda item: item[1])
     out["ranks"] = {from_byte_chars(token): rank for rank, (token, _) in enumerate(vocab[1:])}  # not <|endoftext|>
     return out
+
+
+def test_unused_ids_survive_the_trip_through_tokenizer_json(files, tmp_path, texts):
+    """cl100k's layout: no token at the id after the last rank, specials skipping ids (100261..100275)."""
+    from zoo.text.external import TiktokenTokenizer
+
+    top = max(files["ranks"].values())
+    specials = {"<|endoftext|>": top + 2, "<|endofprompt|>": top + 20}
+    (tmp_path / "gaps.tiktoken").write_bytes(_rank_file(files["ranks"], None, set()))
+    tok = TiktokenTokenizer(pattern=GPT2_PATTERN, special_tokens=specials, name="gaps")
+    tok.load_weights(tmp_path / "gaps.tiktoken")
+    export(tok, "hf", tmp_path / "hf")
+    back = zoo.load(f"file:{tmp_path / 'hf' / 'tokenizer.json'}")
+    assert back.vocab_size == tok.vocab_size == top + 21 and back.special_ids == specials
+    assert back.encode(texts) == tok.encode(texts) and back.decode(back.encode(texts)) == texts
+    with pytest.raises(ZooError, match=f"id {top + 1} is unused in this vocabulary"):
+        back.decode([top + 1])
+    export(back, "tiktoken", tmp_path / "again")
+    assert ex.load_tiktoken(tmp_path / "again").encode_ordinary(texts[0]) == tok.encode(texts[0])
 
 
 def _rank_file(ranks: dict[bytes, int], total: int | None, specials: set[int]) -> bytes:
@@ -188,8 +208,7 @@ def test_the_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, texts):
 
 
 def test_an_openai_encoding_converts_to_tokenizer_json_and_back_to_tiktoken(files, tmp_path, texts):
-    """tiktoken ranks -> tokenizer.json (merges rebuilt) -> zoo -> tiktoken again: the same rank file and ids.
-    (r50k: its ids are dense, as zoo's tokenizer.json loader needs; cl100k leaves id 100256 unused.)"""
+    """tiktoken ranks -> tokenizer.json (merges rebuilt) -> zoo -> tiktoken again: the same rank file and ids."""
     from zoo.text.external import HFFileTokenizer
 
     r50k = _tokenizer("r50k", files, tmp_path)

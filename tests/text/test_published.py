@@ -34,6 +34,7 @@ def _empty_caches(monkeypatch, tmp_path):
     """A fresh zoo cache per test, and a tiktoken cache of the test's own (never the user's)."""
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken-cache"))
+    monkeypatch.setattr(published, "PACKAGED", {})  # bpe-openai's copies: only where a test asks for them
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +348,29 @@ def test_parity_with_tiktoken_on_the_real_file_when_tiktoken_has_it_cached(encod
     reference = tiktoken.get_encoding(encoding)
     assert tok.encode(texts) == [reference.encode_ordinary(t) for t in texts]
     assert tok.vocab_size == reference.n_vocab
+
+
+@pytest.mark.parametrize(("encoding", "total"), [("cl100k_base", 100277), ("o200k_base", 200019)])
+def test_the_copies_bpe_openai_ships_are_the_published_files(encoding, total, monkeypatch, texts):
+    pytest.importorskip("bpe_openai")
+    import tiktoken
+
+    monkeypatch.setattr(published, "PACKAGED", {encoding: f"{encoding}.tiktoken.gz"})
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken caches local files too: not here
+    name = next(n for n in _entries_tagged("tiktoken") if zoo.registry.get(n).config["encoding"] == encoding)
+    assert published.split_cached([name]) == ([name], {})  # ready offline: adopted from the package
+    tok = zoo.load(name, pretrained=True)
+    assert sha256_of(weights_path(name)) == ENCODINGS[encoding]["sha256"]
+    assert (tok.vocab_size, tok.engine) == (total, "rs-bpe")
+    reference = tiktoken.Encoding(encoding, pat_str=tok.pattern, mergeable_ranks=tok._ranks,
+                                  special_tokens=tok.special_tokens)
+    assert tok.encode(texts) == [reference.encode_ordinary(t) for t in texts]
+    assert [tok.decode(ids) for ids in tok.encode(texts)] == texts
+
+
+def test_a_packaged_copy_that_is_not_the_published_file_is_not_adopted(monkeypatch):
+    monkeypatch.setattr(published, "PACKAGED", {"cl100k_base": "x.gz"})
+    monkeypatch.setattr(published, "packaged_rank_file", lambda encoding: b"YQ== 0\n")
+    assert published.adopt_packaged_copy("cl100k_base") is None
+    with pytest.raises(ZooError, match="not cached"):
+        zoo.load("cl100k", pretrained=True)

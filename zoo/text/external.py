@@ -124,8 +124,26 @@ class HFFileTokenizer(HFTokenizer):
             tk = Tokenizer.from_file(str(path))
         except Exception as err:  # the Rust side raises plain Exceptions for every parse error
             raise ZooError(f"{path}: not a tokenizers tokenizer.json ({err})") from None
-        self.byte_level = _is_byte_level(json.loads(tk.to_str()))
+        state = json.loads(tk.to_str())
+        self.byte_level = _is_byte_level(state)
+        if not self.byte_level:
+            _refuse_dropped_bytes(state, path)
         self._set_tokenizer(tk, str(path))
+
+
+def _refuse_dropped_bytes(state: dict, path: Path) -> None:
+    """A byte-level pre-tokenizer over a vocabulary that lacks some of the 256 byte tokens and has no unknown token:
+    ``tokenizers`` would drop those bytes from the text without a word, so the file is refused."""
+    model = state.get("model", {})
+    vocab = model.get("vocab", {})
+    if model.get("type") != "BPE" or model.get("unk_token") is not None or not isinstance(vocab, dict):
+        return
+    if '"ByteLevel"' not in json.dumps(state.get("pre_tokenizer")):
+        return
+    missing = [b for b, c in enumerate(ALPHABET) if c not in vocab]
+    if missing:
+        raise ZooError(f"{path}: byte-level vocabulary lacks {len(missing)} of the 256 byte tokens (e.g. byte "
+                       f"{missing[0]}) and has no unknown token: text holding them would be dropped silently")
 
 
 def _is_byte_level(state: dict) -> bool:

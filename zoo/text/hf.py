@@ -80,13 +80,14 @@ class HFTokenizer(TextTokenizer):
             raise ZooError(
                 f"{source}: the model's vocabulary is empty; expected at least one token besides the added ones"
             )
-        _check_ids_are_dense(vocab, source)
+        size = _check_ids_are_dense(vocab, source)
         self.special_ids: dict[str, int] = added
-        id_bytes: list[bytes] = [b""] * len(vocab)
+        id_bytes: list[bytes | None] = [None] * size  # None: an id no token has (a gap)
         byte_ids: list[int | None] = [None] * 256
         special = set(added.values())
         for token, i in vocab.items():
             if i in special:
+                id_bytes[i] = b""
                 continue
             raw = from_byte_chars(token) if self.byte_level else None
             id_bytes[i] = raw if raw is not None else token.encode("utf-8")
@@ -110,7 +111,7 @@ class HFTokenizer(TextTokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return self._tk.get_vocab_size(with_added_tokens=True)
+        return len(self._id_bytes)  # highest id + 1, gaps included (tiktoken's n_vocab)
 
     @property
     def lossless(self) -> bool:
@@ -177,12 +178,22 @@ class HFTokenizer(TextTokenizer):
 
     def decode_one(self, ids: list[int]) -> str:
         if self.byte_level:
-            return bytes_to_text(b"".join([self._id_bytes[i] for i in ids]))
+            try:
+                return bytes_to_text(b"".join([self._id_bytes[i] for i in ids]))
+            except TypeError:  # None: an unused id
+                self._refuse_gap(ids)
         return self._tk.decode(ids, skip_special_tokens=True)
 
     def token_bytes(self, ids: Iterable[int]) -> list[bytes]:
         """Each id's bytes; special tokens give ``b""`` (decode drops them)."""
-        return [self._id_bytes[i] for i in ids]
+        out = [self._id_bytes[i] for i in ids]
+        if None in out:
+            self._refuse_gap(ids)
+        return out
+
+    def _refuse_gap(self, ids) -> None:
+        gap = next(i for i in ids if self._id_bytes[i] is None)
+        raise ZooError(f"{type(self).__name__}: id {gap} is unused in this vocabulary (no token has it)")
 
     def to_transformers(self):
         """This tokenizer as transformers' ``PreTrainedTokenizerFast`` (same pipeline, same ids)."""
@@ -228,8 +239,10 @@ class HFTokenizer(TextTokenizer):
         self._set_tokenizer(tk, str(path))
 
 
-def _check_ids_are_dense(vocab: dict[str, int], source: str) -> None:
-    """Ids ``0..n-1``, one token each: decoding indexes a table by id, and a shared id could not round-trip."""
+def _check_ids_are_dense(vocab: dict[str, int], source: str) -> int:
+    """The id table's size (highest id + 1). One token per id: a shared id could not round-trip. Gaps are allowed
+    (cl100k has no token at 100256 and its specials skip 100261..100275, as tiktoken numbers them), but no more gaps
+    than tokens: decoding indexes a table by id, and a model needs a row for every id below the highest."""
     if not vocab:
         raise ZooError(f"{source}: the vocabulary is empty; expected at least one token")
     seen: dict[int, str] = {}
@@ -238,11 +251,12 @@ def _check_ids_are_dense(vocab: dict[str, int], source: str) -> None:
             raise ZooError(f"{source}: tokens {seen[i]!r} and {token!r} share id {i}; expected one token per id")
         seen[i] = token
     top = max(seen)
-    if top >= len(vocab):
+    if top >= 2 * len(vocab):
         raise ZooError(
             f"{source}: token {seen[top]!r} has id {top}, but the vocabulary has {len(vocab)} tokens; "
-            f"expected ids 0..{len(vocab) - 1} without gaps"
+            f"expected ids below {2 * len(vocab)} (at most as many unused ids as tokens)"
         )
+    return top + 1
 
 
 def _with_specials(tk, special_tokens: Iterable[str]):

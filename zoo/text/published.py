@@ -10,7 +10,9 @@ one is tagged ``published`` and ``downloads``). Two kinds:
   under ``$ZOO_CACHE``, or in tiktoken's own cache (``$TIKTOKEN_CACHE_DIR``, ``$DATA_GYM_CACHE_DIR`` or
   ``<tmp>/data-gym-cache``, named by the sha1 of the URL, as ``tiktoken.load.read_file_cached`` names
   it): a copy found there whose sha256 is the published one is copied into zoo's cache when the entry is
-  built. Online, zoo downloads it; offline, one error names the file and where to put it.
+  built; ``cl100k_base`` and ``o200k_base`` also come from the copies the bpe-openai package ships (extra
+  ``fast-text``), whose sha256 is the published one. Online, zoo downloads the file; offline, one error names
+  the file and where to put it.
 - **Open models** (Llama 3, Mistral, Gemma 2, Qwen 2.5, DeepSeek V3, BLOOM, XLM-R, BERT, GPT-2, T5):
   ``zoo.text.external``'s ``HFFileTokenizer`` (a ``tokenizer.json``) or ``SentencePieceTokenizer`` (a
   ``tokenizer.model``), fetched from ``hf://`` at a pinned revision where one is known.
@@ -95,6 +97,45 @@ def adopt_tiktoken_cache(encoding: str) -> Path | None:
     return local
 
 
+# The bpe-openai package ships gzipped copies of these rank files; unzipped, their sha256 is the published one
+# (checked below on every adoption), so they serve offline as the official files.
+PACKAGED = {"cl100k_base": "cl100k_base.tiktoken.gz", "o200k_base": "o200k_base.tiktoken.gz"}
+
+
+def packaged_rank_file(encoding: str) -> bytes | None:
+    """The rank file of ``encoding`` as the bpe-openai package ships it (unzipped), or None when the package is
+    absent or ships no copy."""
+    import gzip
+    from importlib import resources
+
+    if encoding not in PACKAGED:
+        return None
+    try:
+        with resources.files("bpe_openai.data").joinpath(PACKAGED[encoding]).open("rb") as packed:
+            return gzip.decompress(packed.read())
+    except (ImportError, OSError, gzip.BadGzipFile):
+        return None
+
+
+def adopt_packaged_copy(encoding: str) -> Path | None:
+    """Copy bpe-openai's copy of ``encoding``'s rank file into zoo's cache when zoo has none yet and its sha256 is
+    the published one; returns the path copied to, or None."""
+    url, expected = encoding_url(encoding), _known(encoding)["sha256"]
+    local = cached_path(url)
+    if local.is_file():
+        return None
+    data = packaged_rank_file(encoding)
+    if data is None or hashlib.sha256(data).hexdigest() != expected:
+        return None
+    atomic_write_bytes(local, data)
+    return local
+
+
+def adopt_local_copy(encoding: str) -> Path | None:
+    """The published rank file from tiktoken's cache, else from the bpe-openai package, into zoo's cache."""
+    return adopt_tiktoken_cache(encoding) or adopt_packaged_copy(encoding)
+
+
 class OpenAIEncoding(TiktokenTokenizer):
     """One of OpenAI's tiktoken encodings, its pattern and specials as tiktoken states them.
 
@@ -112,7 +153,7 @@ class OpenAIEncoding(TiktokenTokenizer):
         specials = {**family["special_tokens"], **facts.get("extra_specials", {})}
         self.encoding = encoding
         super().__init__(pattern=family["pattern"], special_tokens=specials, name=encoding)
-        adopt_tiktoken_cache(encoding)
+        adopt_local_copy(encoding)
 
     def _load_weights(self, path: Path) -> None:
         super()._load_weights(path)
@@ -145,7 +186,7 @@ def weights_path(name: str) -> Path | None:
 
 def split_cached(names: list[str]) -> tuple[list[str], dict[str, str]]:
     """``names`` split into those ready offline and ``{name: cache path}`` of those whose file is missing.
-    OpenAI encodings found in tiktoken's cache count as ready (they are adopted on build)."""
+    OpenAI encodings found in tiktoken's cache or the bpe-openai package count as ready (adopted here)."""
     from zoo.registry import get
 
     ready, missing = [], {}
@@ -153,7 +194,7 @@ def split_cached(names: list[str]) -> tuple[list[str], dict[str, str]]:
         local = weights_path(name)
         entry = get(name)
         if local is not None and not local.is_file() and entry.target.endswith(":OpenAIEncoding"):
-            adopt_tiktoken_cache(entry.config.get("encoding", "cl100k_base"))
+            adopt_local_copy(entry.config.get("encoding", "cl100k_base"))
         if local is None or local.is_file():
             ready.append(name)
         else:
