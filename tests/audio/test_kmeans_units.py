@@ -3,6 +3,7 @@ zoo's BEATs SSL model, fitting from a recipe, save / load of the centroids."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -105,6 +106,29 @@ def test_beats_units_and_recipe_fit(tmp_path, monkeypatch):
     # a padded item gives its units alone
     alone = units.encode(audio[1:, :6000])
     assert torch.equal(alone.ids[0], tokens.ids[1, : int(tokens.lengths[1])])
+
+
+def test_zoo_train_fits_a_kmeans_recipe_like_its_own_fitter(tmp_path, monkeypatch):
+    from zoo.data import DATASETS
+    from zoo.train import train
+
+    monkeypatch.setitem(DATASETS, "espeak-phones", "zoo.data.phonemes:espeak_phones")
+    recipe = {"name": "kmeans-train", "seed": 0,
+              "data": {"train": "espeak-phones:languages=en+de,per_language=4,words=1"},
+              "model": {"target": "zoo.audio.kmeans.units:KMeansUnits",
+                        "config": {"backbone": "beats-ssl2", "layer": 1, "k": 8, "dim": 128}},
+              "fit": {"n_init": 1, "max_iter": 10}}
+    trained = zoo.load(str(train({**recipe, "output_dir": str(tmp_path / "train")})))
+    (tmp_path / "k.yaml").write_text(json.dumps(recipe))
+    fitted = zoo.load(str(fit_recipe(tmp_path / "k.yaml", out_dir=tmp_path / "fit")))
+    assert torch.equal(trained.centroids, fitted.centroids)
+    log = [json.loads(line) for line in (tmp_path / "train" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["event"] == "end" and log[-1]["fit"]["frames"] > 0
+    with pytest.raises(ZooError, match=r"unknown option\(s\) \['epochs'\]"):
+        train({**recipe, "fit": {"epochs": 3}, "output_dir": str(tmp_path / "bad")})
+    with pytest.raises(ZooError, match=r"LiBTokenizer.fit does not take \[.epochs.\]"):
+        train({"name": "b", "data": {"train": "fortunes:en"}, "model": {"name": "lib"}, "fit": {"epochs": 3},
+               "output_dir": str(tmp_path / "bad-text")})
 
 
 def test_bad_configs_say_what_is_wrong():

@@ -29,6 +29,7 @@ DATASETS = LazyTable("dataset", {
     "photos": "zoo.data.images:photos",
     "digits": "zoo.data.images:digits",
     "image-folder": "zoo.data.images:image_folder",
+    "imagefolder": "zoo.data.images:imagefolder",
     "synthetic-images": "zoo.data.synthetic:synthetic_images",
     "image-tokens": "zoo.data.tokens:image_tokens",
     "token-shards": "zoo.data.token_shards:token_shards",
@@ -45,6 +46,7 @@ DATASETS = LazyTable("dataset", {
     "text-mix": "zoo.data.text:text_mix",
     "pycountry-parallel": "zoo.data.text:pycountry_parallel",
     "synthetic-text": "zoo.data.synthetic:synthetic_text",
+    "turkish-treebank": "zoo.data.turkish:turkish_treebank",
 })
 
 

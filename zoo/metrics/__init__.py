@@ -43,6 +43,7 @@ METRICS = LazyTable("metric", {
     "bitrate": "zoo.metrics.audio_recon:Bitrate",
     "linear-probe": "zoo.metrics.probe:LinearProbe",
     "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
+    "morph-share": "zoo.metrics.morphology:MorphologyShare",
 })
 
 

@@ -130,6 +130,8 @@ class Recipe:
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
     log: LogSpec = field(default_factory=LogSpec)
     eval: EvalSpec | None = None
+    # Options of ``fit`` for tokenizers trained without gradients (e.g. k-means units' n_init / max_iter).
+    fit: dict = field(default_factory=dict)
 
 
 # -- validation: a mapping into dataclasses, errors naming file and key ----------------------------------

@@ -23,6 +23,7 @@ identical; the run checks it at the end.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import shutil
 import sys
@@ -72,7 +73,7 @@ def _train(recipe, out_dir, resume, source, accelerator, world, rank, main, log)
         "world_size": world,
     }
     if not _has_trainable_parameters(model):
-        return fit_and_export(model, dataset, out_dir, accelerator, log, metadata)
+        return fit_and_export(model, dataset, out_dir, accelerator, log, metadata, recipe.fit)
 
     # prepare_model places the model on the device (and wraps it for mixed precision); evaluation_mode=True
     # keeps it out of DistributedDataParallel (see the module docstring for why).
@@ -308,16 +309,29 @@ def _has_trainable_parameters(model) -> bool:
     raise ZooError(f"{type(model).__name__} has neither trainable parameters nor fit(texts): nothing to train")
 
 
-def fit_and_export(model, dataset, out_dir: Path, accelerator: Accelerator, log: RunLog, metadata: dict) -> Path:
-    """Tokenizers trained without gradients: ``fit`` on the training texts (main process), then export."""
+def fit_and_export(model, dataset, out_dir: Path, accelerator: Accelerator, log: RunLog, metadata: dict,
+                   options: dict | None = None) -> Path:
+    """Tokenizers trained without gradients: ``fit`` on the training data (main process), then export.
+
+    Text tokenizers fit on the texts; a model whose ``fit_on`` is ``"dataset"`` (k-means units over audio) gets
+    the dataset itself. ``options`` (the recipe's ``fit:``) are passed to ``fit`` as keywords."""
     final = out_dir / FINAL
     if accelerator.is_main_process:
         log.write({"event": "fit", "tokenizer": type(model).__name__})
         started = time.perf_counter()
-        model.fit(texts_of(dataset))
-        log.write(
-            {"event": "end", "fit_seconds": round(time.perf_counter() - started, 3), "vocab_size": model.vocab_size}
-        )
+        data = dataset if getattr(model, "fit_on", "texts") == "dataset" else texts_of(dataset)
+        try:
+            inspect.signature(model.fit).bind(data, **(options or {}))
+        except TypeError as err:
+            raise ZooError(f"recipe fit: {type(model).__name__}.fit does not take {sorted(options or {})} "
+                           f"({err})") from None
+        summary = model.fit(data, **(options or {}))
+        seconds = round(time.perf_counter() - started, 3)
+        record = {"event": "end", "fit_seconds": seconds, "vocab_size": model.vocab_size}
+        if isinstance(summary, dict):
+            record["fit"] = summary
+            metadata = {**metadata, "fit": summary}
+        log.write(record)
         export(model, final, metadata)
     accelerator.wait_for_everyone()
     return final

@@ -78,6 +78,7 @@ class KMeansUnits(NeuralTokenizer):
 
     modality: ClassVar[str] = "audio"
     has_decoder: ClassVar[bool] = False
+    fit_on: ClassVar[str] = "dataset"  # zoo train hands fit() the audio dataset, not texts
     sample_rate: ClassVar[int] = SAMPLE_RATE
 
     def __init__(self, backbone: str | dict = "beats-ssl2", layer: int = 4, k: int = 100, dim: int = 128,
