@@ -21,6 +21,7 @@ EXTENSIONS = {
     "transfer": ("zoo.transfer.command", "initialise embeddings for a new vocabulary"),
     "tokenize": ("zoo.tokenize.command", "turn a dataset into sharded token files (Ray Data)"),
     "export": ("zoo.export.command", "write a text tokenizer as tokenizer.json, tiktoken or SentencePiece files"),
+    "convert": ("zoo.export.convert_command", "turn an authors' checkpoint file into a zoo folder (weights only)"),
 }
 
 
