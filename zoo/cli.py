@@ -22,6 +22,7 @@ EXTENSIONS = {
     "tokenize": ("zoo.tokenize.command", "turn a dataset into sharded token files (Ray Data)"),
     "export": ("zoo.export.command", "write a text tokenizer as tokenizer.json, tiktoken or SentencePiece files"),
     "convert": ("zoo.export.convert_command", "turn an authors' checkpoint file into a zoo folder (weights only)"),
+    "sentinel": ("zoo.transfer.sentinel_command", "key a tokenizer (and a zoo GPT) with a passkey (SentinelLMs)"),
 }
 
 
