@@ -23,6 +23,7 @@ EXTENSIONS = {
     "export": ("zoo.export.command", "write a text tokenizer as tokenizer.json, tiktoken or SentencePiece files"),
     "convert": ("zoo.export.convert_command", "turn an authors' checkpoint file into a zoo folder (weights only)"),
     "sentinel": ("zoo.transfer.sentinel_command", "key a tokenizer (and a zoo GPT) with a passkey (SentinelLMs)"),
+    "expand": ("zoo.transfer.expand_command", "extend a BPE with new-language tokens and a model with rows for them"),
 }
 
 

@@ -23,7 +23,7 @@ too; since it ends at ``T`` for every token (the base's, as ``zoo.text.fast`` ch
 construction), the two libraries give the same ids on the merged vocabulary as well.
 
 ``fertility_table`` compares tokens per word (the ``fertility`` metric, ``zoo.metrics.text``) of the base and the
-expanded tokenizer on a text sample (``docs/vocab-expansion-tokenizer.md``).
+expanded tokenizer on a text sample (``docs/vocab-expansion.md``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """``zoo transfer``: initialise the token embeddings of a model for a new tokenizer.
 
     zoo transfer model.safetensors --old OLD_TOKENIZER --new NEW_TOKENIZER -o new.safetensors \\
-        [--method fvt|normal|multivariate|focus] [--key NAME ...] [--target-text FILE ...] [--seed N]
+        [--method fvt|normal|multivariate|focus|wechsel] [--key NAME ...] [--target-text FILE ...] [--seed N]
+        [--source-text FILE ... | --source-fasttext BIN] [--target-fasttext BIN] [--dictionary SPEC]
 
 Overlapping tokens keep their rows; the others are initialised by ``--method`` (see ``zoo.transfer``).
+WECHSEL aligns fastText spaces of the two languages over ``--dictionary`` (``pycountry:de``, ``cldr:de``,
+``identical``, a TSV file; joined with ``+``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--old", required=True, help="the tokenizer the embeddings were trained with")
     parser.add_argument("--new", required=True, help="the new tokenizer (tokenizer.json, folder or registry name)")
     parser.add_argument("-o", "--output", required=True, help="safetensors file to write")
-    parser.add_argument("--method", default="fvt", choices=["fvt", "normal", "multivariate", "focus"])
+    parser.add_argument("--method", default="fvt", choices=["fvt", "normal", "multivariate", "focus", "wechsel"])
     parser.add_argument(
         "--key",
         action="append",
@@ -33,22 +36,55 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="FILE",
-        help="target-language text for FOCUS's fastText model (repeatable)",
+        help="target-language text for FOCUS's and WECHSEL's fastText models (repeatable)",
+    )
+    parser.add_argument(
+        "--source-text",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="source-language text for WECHSEL's source fastText model (repeatable)",
+    )
+    parser.add_argument("--source-fasttext", metavar="BIN", help="WECHSEL: a source-language fastText .bin model")
+    parser.add_argument("--target-fasttext", metavar="BIN", help="WECHSEL: a target-language fastText .bin model")
+    parser.add_argument(
+        "--dictionary",
+        default="identical",
+        help="WECHSEL's bilingual dictionary: pycountry:LANG, cldr:LANG, identical or a TSV file, joined by '+'",
+    )
+    parser.add_argument(
+        "--wechsel-all-rows",
+        action="store_true",
+        help="WECHSEL as published: recompute overlapping tokens' rows too (only specials are copied)",
     )
     parser.add_argument("--seed", type=int, default=0)
+
+
+def _read_texts(items: list[str] | None, flag: str) -> list[str] | None:
+    if not items:
+        return None
+    texts = []
+    for item in items:
+        path = Path(item)
+        if not path.is_file():
+            raise ZooError(f"{flag} {item}: no such file")
+        texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    return texts
 
 
 def run(args: argparse.Namespace) -> int:
     from zoo.transfer import transfer_file
 
-    texts = None
-    if args.target_text:
-        texts = []
-        for item in args.target_text:
-            path = Path(item)
-            if not path.is_file():
-                raise ZooError(f"--target-text {item}: no such file")
-            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    texts = _read_texts(args.target_text, "--target-text")
+    options = {}
+    if args.method == "wechsel":
+        options = {
+            "source_texts": _read_texts(args.source_text, "--source-text"),
+            "source_word_vectors": args.source_fasttext,
+            "target_word_vectors": args.target_fasttext,
+            "dictionary": args.dictionary,
+            "wechsel_copy_overlap": not args.wechsel_all_rows,
+        }
     if not Path(args.embeddings).is_file():
         raise ZooError(f"{args.embeddings}: no such safetensors file")
     results = transfer_file(
@@ -60,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         keys=args.key,
         target_texts=texts,
         seed=args.seed,
+        **options,
     )
     summary = {
         key: {"rows": int(r.embeddings.shape[0]), "copied": r.copied, "initialised": r.initialised}

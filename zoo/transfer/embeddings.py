@@ -11,6 +11,10 @@ The other rows come from one of:
 - ``focus``: a sparsemax-weighted mix of overlapping tokens' old rows, weighted by the cosine similarity
   of token-level fastText vectors trained on target-language text (Dobler & de Melo 2023,
   https://arxiv.org/abs/2305.14481); tokens without a fastText vector fall back to ``normal``.
+- ``wechsel``: a softmax(cos / 0.1)-weighted mix of the rows of the 10 nearest old tokens in fastText word-vector
+  spaces of the two languages, aligned by Procrustes over a bilingual dictionary (Minixhofer et al. 2022,
+  https://arxiv.org/abs/2112.06598; ``zoo.transfer.wechsel``); tokens without a vector fall back to ``normal``.
+  The paper recomputes the overlapping tokens' rows too: ``wechsel_copy_overlap=False`` does that (specials stay).
 
 ``transfer_embeddings`` works on a matrix; ``transfer_file`` rewrites every per-token table of a
 safetensors file (input embeddings, output head, bias) and writes the result atomically.
@@ -28,7 +32,7 @@ from zoo.analysis.vocab import Vocabulary, load_vocabulary
 from zoo.errors import ZooError
 from zoo.pretrained import atomic_write_bytes
 
-METHODS = ("fvt", "normal", "multivariate", "focus")
+METHODS = ("fvt", "normal", "multivariate", "focus", "wechsel")
 
 
 @dataclass
@@ -56,12 +60,14 @@ def _normal_rows(old: torch.Tensor, count: int, generator: torch.Generator) -> t
     return mean + std * torch.randn(count, old.shape[1], generator=generator, dtype=old.dtype)
 
 
-def _multivariate_rows(old: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
-    """Samples of N(mu, Sigma) of the old rows; a small ridge keeps Sigma positive definite when V <= D."""
+def _multivariate_rows(old: torch.Tensor, count: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """Samples of N(mu, scale * Sigma) of the old rows; a small ridge keeps Sigma positive definite when V <= D.
+
+    Hewitt's vocabulary-expansion note samples with ``scale`` 1e-5 (rows close to the mean); 1 is the full spread."""
     data = old.double()
     mean = data.mean(0)
     centred = data - mean
-    cov = centred.T @ centred / max(len(data) - 1, 1)
+    cov = scale * centred.T @ centred / max(len(data) - 1, 1)
     ridge = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
     chol = torch.linalg.cholesky(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
     noise = torch.randn(count, old.shape[1], generator=generator, dtype=torch.float64)
@@ -114,6 +120,20 @@ def train_fasttext(vocab: Vocabulary, texts: list[str], dim: int, epochs: int, m
     return vectors
 
 
+def _word_vectors(given, texts: list[str] | None, side: str):
+    """A fastText model for WECHSEL: the one given (object or ``.bin`` path), else one trained on ``texts``."""
+    from zoo.transfer.wechsel import load_word_vectors, train_word_vectors
+
+    if given is not None:
+        return load_word_vectors(given) if isinstance(given, (str, Path)) else given
+    if not texts:
+        raise ZooError(
+            f"WECHSEL needs {side}-language word vectors: a fastText .bin (--{side}-fasttext) or {side}-language "
+            f"text to train them on (--{side}-text)"
+        )
+    return train_word_vectors(texts)
+
+
 def transfer_embeddings(
     embeddings: torch.Tensor,
     old_tokenizer,
@@ -124,11 +144,21 @@ def transfer_embeddings(
     fasttext_dim: int = 100,
     fasttext_epochs: int = 3,
     fasttext_min_count: int = 10,
+    source_texts: list[str] | None = None,
+    dictionary: str | list | None = "identical",
+    source_word_vectors=None,
+    target_word_vectors=None,
+    wechsel_k: int = 10,
+    wechsel_temperature: float = 0.1,
+    wechsel_copy_overlap: bool = True,
 ) -> TransferResult:
     """New embeddings [V_new, D] for ``new_tokenizer`` from ``embeddings`` [V_old, D] of ``old_tokenizer``.
 
     Tokenizers: an HF ``tokenizers.Tokenizer``, a ``tokenizer.json`` or a folder holding one, a zoo text
     tokenizer, a checkpoint folder or a registry name. ``target_texts`` (new-language text) is needed by ``focus``.
+    ``wechsel`` needs word vectors of both languages: fastText models (objects or ``.bin`` paths) in
+    ``source_word_vectors`` / ``target_word_vectors``, else ones trained on ``source_texts`` / ``target_texts``;
+    and a bilingual ``dictionary`` (a spec of ``zoo.transfer.wechsel.load_dictionary`` or a list of pairs).
     """
     if method not in METHODS:
         raise ZooError(f"unknown transfer method {method!r}; expected one of {', '.join(METHODS)}")
@@ -146,6 +176,8 @@ def transfer_embeddings(
     generator = torch.Generator().manual_seed(seed)
     out = torch.empty(new.size, old_rows.shape[1])
     overlap = _overlap(old, new)
+    if method == "wechsel" and not wechsel_copy_overlap:  # the paper's setting: only special tokens are copied
+        overlap = {i: j for i, j in overlap.items() if new.token_bytes[i] is None}
     for new_id, old_id in overlap.items():
         out[new_id] = old_rows[old_id]
     todo = [i for i in range(new.size) if i not in overlap]
@@ -170,6 +202,27 @@ def transfer_embeddings(
             else:
                 fallback.append(i)
         fill_random(fallback, "normal")
+    elif method == "wechsel":
+        from zoo.transfer.wechsel import wechsel_targets
+
+        source_model = _word_vectors(source_word_vectors, source_texts, "source")
+        target_model = _word_vectors(target_word_vectors, target_texts, "target")
+        rows, _ = wechsel_targets(
+            old,
+            new,
+            old_rows,
+            source_model,
+            target_model,
+            dictionary or "identical",
+            todo,
+            k=wechsel_k,
+            temperature=wechsel_temperature,
+        )
+        for i, row in rows.items():
+            out[i] = row
+        if rows:
+            counts["wechsel"] = len(rows)
+        fill_random([i for i in todo if i not in rows], "normal")
     else:
         if not target_texts:
             raise ZooError("FOCUS needs target-language text (target_texts / --target-text) to train fastText")
@@ -210,6 +263,11 @@ def transfer_file(
 
     old = load_vocabulary(old_tokenizer)
     new = load_vocabulary(new_tokenizer)
+    if method == "wechsel":  # one pair of word-vector models serves every table
+        options["source_word_vectors"] = _word_vectors(
+            options.get("source_word_vectors"), options.pop("source_texts", None), "source"
+        )
+        options["target_word_vectors"] = _word_vectors(options.get("target_word_vectors"), target_texts, "target")
     try:
         with safe_open(str(embeddings_path), framework="pt") as handle:
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
