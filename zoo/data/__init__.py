@@ -47,6 +47,7 @@ DATASETS = LazyTable("dataset", {
     "pycountry-parallel": "zoo.data.text:pycountry_parallel",
     "synthetic-text": "zoo.data.synthetic:synthetic_text",
     "turkish-treebank": "zoo.data.turkish:turkish_treebank",
+    "adt": "zoo.data.adt:adt",
 })
 
 

@@ -44,6 +44,8 @@ METRICS = LazyTable("metric", {
     "linear-probe": "zoo.metrics.probe:LinearProbe",
     "semantic-probe": "zoo.metrics.semantic_probe:SemanticProbe",
     "morph-share": "zoo.metrics.morphology:MorphologyShare",
+    "adt-split-errors": "zoo.metrics.adt:SegmentationErrors",
+    "adt-accuracy": "zoo.metrics.adt:ChoiceAccuracy",
 })
 
 
