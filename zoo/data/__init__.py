@@ -48,6 +48,7 @@ DATASETS = LazyTable("dataset", {
     "synthetic-text": "zoo.data.synthetic:synthetic_text",
     "turkish-treebank": "zoo.data.turkish:turkish_treebank",
     "adt": "zoo.data.adt:adt",
+    "markov": "zoo.data.markov:markov",
 })
 
 

@@ -46,6 +46,7 @@ METRICS = LazyTable("metric", {
     "morph-share": "zoo.metrics.morphology:MorphologyShare",
     "adt-split-errors": "zoo.metrics.adt:SegmentationErrors",
     "adt-accuracy": "zoo.metrics.adt:ChoiceAccuracy",
+    "unigram-cross-entropy": "zoo.metrics.unigram_rate:UnigramCrossEntropy",
 })
 
 
