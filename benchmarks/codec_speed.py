@@ -11,12 +11,13 @@ threads) is timed ``--repeats`` times after one warm-up call, and the best time 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
 
 DEFAULT = ["codec-16k", "encodec-24khz", "dac-16khz", "dac-24khz", "dac-44khz", "mimi", "snac-24khz", "snac-32khz",
-           "snac-44khz"]
+           "snac-44khz", "xcodec-hubert-librispeech", "wavtokenizer-large-40token", "wavtokenizer-large-75token"]
 
 
 def time_codec(tok, seconds: float, repeats: int) -> float:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--names", nargs="+", default=DEFAULT)
     args = parser.parse_args(argv)
+    before = os.getloadavg()  # the box may be shared: the load beside the run says how noisy its numbers are
     header = " | ".join(f"x real time, {n} thread{'s' if n > 1 else ''}" for n in args.threads)
     print(f"| codec | weights | parameters | sample rate | frame rate | ids/frame | kbps | {header} |")
     print("|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(args.threads))
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {'trained (shipped)' if shipped else 'random (real size)'} | {parameters:,} | "
               f"{tok.sample_rate} | {tok.frame_rate:.2f} | {tok.num_codebooks} | {tok.bitrate_kbps():.2f} | {cells} |",
               flush=True)
+    after = os.getloadavg()
+    print(f"\nload average (1 / 5 / 15 min): {' / '.join(f'{v:.1f}' for v in before)} before, "
+          f"{' / '.join(f'{v:.1f}' for v in after)} after; {os.cpu_count()} CPUs")
     return 0
 
 
