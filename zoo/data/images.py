@@ -12,7 +12,11 @@ subset of N items and the same N on every run.
                    (no download); split **by source image**, so no test crop shares a photo with
                    a train crop. ``label`` is the source image.
 ``digits``         scikit-learn's 1,797 8x8 digits, for tiny tests.
-``image-folder``   a user tree ``ROOT/[CLASS/]*.png``; class subfolders give labels.
+``image-folder``   a user tree ``ROOT/[CLASS/]*.png``; class subfolders give labels. ``size=N`` resizes
+                   the shorter side to N (bicubic, antialiased) and centre-crops N x N.
+``imagefolder``    the same folder reader, for evaluation at a tokenizer's own resolution: ``size``
+                   defaults to ``auto``, which ``zoo eval`` replaces by each candidate's registry
+                   ``inputs.size`` (ImageNet val, flat or in class folders, is such a tree).
 =================  ===============================================================================
 """
 
@@ -20,6 +24,9 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +37,7 @@ from torch.utils.data import Dataset
 from zoo.errors import ZooError
 
 SPLITS = ("train", "val", "test")
+AUTO_SIZE = "auto"  # ``size=auto``: the evaluated tokenizer's own input size, filled in by the eval runner
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
@@ -272,6 +280,25 @@ class ImageFiles(Dataset):
             )
         return {"image": image, "label": self.labels[index]}
 
+    def fingerprint(self, limit: int | None = None) -> str:
+        """sha256 over the first ``limit`` files' relative names and bytes, in dataset order, plus ``size``.
+
+        What FID reference statistics are cached under: editing, adding or renaming a file changes it, moving
+        the folder does not. It reads every file's bytes once (cheaper than decoding them)."""
+        digest = hashlib.sha256(json.dumps({"size": self.size, "items": len(self.files[:limit])}).encode())
+        root = getattr(self, "root", None) or _common_root(self.files)
+        for path in self.files[:limit]:
+            digest.update(path.relative_to(root).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+def _common_root(files: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for p in files])) if files else Path(".")
+
 
 def _centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
     height, width = image.shape[-2:]
@@ -294,10 +321,17 @@ def image_folder(
 ) -> ImageFiles:
     """Images under ``path``; each subfolder is a class (sorted names -> labels), loose files get label 0.
 
-    ``split="all"`` keeps every file; ``train`` / ``val`` / ``test`` take seeded fractions of them.
+    ``split="all"`` keeps every file; ``train`` / ``val`` / ``test`` take seeded fractions of them. ``size=N``
+    resizes the shorter side to N and centre-crops N x N; ``None`` keeps the files' own size (then they must
+    all agree). Files are shuffled by ``seed``, so ``limit=N`` is a fixed random subset.
     """
     from zoo.io import IMAGE_SUFFIXES
 
+    if size == AUTO_SIZE:
+        raise ZooError(
+            "dataset 'imagefolder': size=auto means the evaluated tokenizer's own input size, which `zoo eval` fills "
+            "in from the entry's inputs.size; here no tokenizer says it: pass size=N (e.g. imagefolder:PATH,size=256)"
+        )
     _check_common("image-folder", split, limit, size, splits=(*SPLITS, "all"))
     root = Path(str(path)).expanduser()
     if not root.is_dir():
@@ -316,4 +350,24 @@ def image_folder(
         parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
         order = parts[split]
     order = _take(order, limit)
-    return ImageFiles([files[i] for i in order], [labels[i] for i in order], classes or ["all"], size)
+    dataset = ImageFiles([files[i] for i in order], [labels[i] for i in order], classes or ["all"], size)
+    dataset.root = root  # names in the content fingerprint are relative to it
+    return dataset
+
+
+def imagefolder(
+    path: str,
+    split: str = "all",
+    seed: int = 0,
+    limit: int | None = None,
+    size: int | str | None = AUTO_SIZE,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> ImageFiles:
+    """``image_folder`` for evaluation at a tokenizer's own resolution: ``size`` defaults to ``auto``.
+
+    ``zoo eval`` (``zoo.evaluate.runner``) replaces ``auto`` by each candidate's registry ``inputs.size``
+    (LlamaGen's VQ: 256), so ``imagefolder:/data/imagenet/val`` gives every entry the shorter-side resize +
+    centre crop at its own size; ``size=N`` fixes it, ``size=none`` keeps the files' size.
+    """
+    return image_folder(path, split, seed, limit, size, val_fraction, test_fraction)

@@ -1,4 +1,8 @@
-"""``zoo eval SUITE -t NAME... [--limit N] [--out DIR]``: run a suite and print the leaderboard.
+"""``zoo eval SUITE -t NAME... [--limit N] [--out DIR] [--device D] [--precision P]``: run a suite, print results.
+
+``--device`` defaults to ``auto`` (CUDA when available, else CPU; under ``accelerate launch`` each process's
+own device). ``--precision bf16`` / ``fp16`` autocasts the tokenizers' encode / decode; metrics stay float32.
+Both are recorded in results.json (``run.device``, ``run.precision``).
 
 Under ``accelerate launch -m zoo eval ...`` the items are sharded over the processes and metric
 state is summed; the main process writes the outputs.
@@ -36,6 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="evaluate at most N items (overrides the suite)")
     parser.add_argument("--batch-size", type=int, help="items per batch (overrides the suite)")
     parser.add_argument("--out", help="folder for results.json, results.md and report.html (default: runs/eval/SUITE)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N, mps, or auto: CUDA when available (default: auto)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="autocast dtype for encode / decode; metrics compute in fp32 (default: fp32)")
+    parser.add_argument("--suite-set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="change the suite: data=imagefolder:/data/imagenet/val, limit=5000, "
+                             "metrics.rfid.batch_size=100 (values read as YAML)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
 
@@ -109,11 +120,47 @@ def out_folder_lock(out: Path):
             lock.unlink(missing_ok=True)
 
 
+def apply_suite_settings(suite, settings: list[str]):
+    """The suite with ``KEY=VALUE`` settings applied: a top-level key (``data``, ``limit``, ...) or one metric's
+    option (``metrics.NAME.OPTION``); values are YAML (``limit=500`` is a number). Checked like the file."""
+    import yaml
+
+    from zoo.evaluate import parse_suite
+
+    if not settings:
+        return suite
+    raw = suite.as_dict()
+    path = raw.pop("path")
+    raw["metrics"] = [dict(m) for m in raw["metrics"]]
+    for setting in settings:
+        key, eq, text = setting.partition("=")
+        if not eq or not key:
+            raise ZooError(f"--suite-set {setting!r}: expected KEY=VALUE, e.g. data=imagefolder:/data/val")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        parts = key.split(".")
+        if len(parts) == 1:
+            raw[key] = value
+        elif len(parts) == 3 and parts[0] == "metrics":
+            metric = next((m for m in raw["metrics"] if m["name"] == parts[1]), None)
+            if metric is None:
+                names = ", ".join(m["name"] for m in raw["metrics"])
+                raise ZooError(f"--suite-set {setting!r}: the suite has no metric {parts[1]!r} (it has {names})")
+            metric[parts[2]] = value
+        else:
+            raise ZooError(f"--suite-set {setting!r}: KEY is a suite key (data, limit, ...) or metrics.NAME.OPTION")
+    changed = parse_suite(raw, where=f"{path or suite.name} (with --suite-set {' '.join(settings)})")
+    changed.path = path
+    return changed
+
+
 def run(args: argparse.Namespace) -> int:
     from zoo.evaluate import load_suite, run_suite
     from zoo.evaluate.report import json_safe, markdown_table
 
-    suite = load_suite(args.suite)
+    suite = apply_suite_settings(load_suite(args.suite), getattr(args, "suite_set", []))
     out = Path(args.out) if args.out else Path("runs") / "eval" / suite.name
     accelerator = _accelerator()
     # Only the process that writes the outputs holds the lock; its helpers under accelerate write nothing.
@@ -127,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
             accelerator=accelerator,
             batch_size=args.batch_size,
             progress=not args.no_progress,
+            device=getattr(args, "device", "auto"),
+            precision=getattr(args, "precision", "fp32"),
         )
     if accelerator is not None and not accelerator.is_main_process:
         return 0

@@ -23,6 +23,9 @@ from zoo.pretrained import atomic_write_text
 
 ARROWS = {True: "↑", False: "↓", None: ""}
 TEXT_EXAMPLE_CHARS = 300
+# FID on fewer images than this is biased upward and noisy (papers report 50k): its cells carry "⚠ n=N".
+FEW_FID_IMAGES = 1000
+FEW_MARK = "⚠"
 
 
 # -- values ----------------------------------------------------------------------------------------------
@@ -103,9 +106,30 @@ def best_labels(results: dict, metric: str, key: str | None, direction: bool | N
     return {label for label, value in scored.items() if value == best}
 
 
+def few_fid_images(results: dict, label: str, metric: str) -> int | None:
+    """The image count behind a FID-family value when it is below ``FEW_FID_IMAGES``, else None.
+
+    The runner records, per tokenizer and FID-like metric, the smaller of its two image sets (``fid_images``)."""
+    count = results.get("fid_images", {}).get(label, {}).get(metric)
+    return int(count) if isinstance(count, (int, float)) and count < FEW_FID_IMAGES else None
+
+
+def few_images_note(results: dict) -> str | None:
+    """The legend under a leaderboard that flags FID values, or None when none is flagged."""
+    counts = sorted({n for label in results["results"] for metric in results["metrics"]
+                     if (n := few_fid_images(results, label, metric)) is not None})  # fmt: skip
+    if not counts:
+        return None
+    shown = ", ".join(f"{n:,}" for n in counts)
+    return (f"{FEW_MARK} n=N: a FID-family value computed on only N images ({shown} here, fewer than "
+            f"{FEW_FID_IMAGES:,}); FID on few images is biased upward and noisy, so compare such values only with "
+            "runs on the same images, never with papers' 50k-image FIDs.")  # fmt: skip
+
+
 def markdown_table(results: dict) -> str:
     """The leaderboard: a row per tokenizer, a column per value, ↑ / ↓ for the better direction, best in bold
-    (never for system metrics: throughput and memory, ``is_system_metric``)."""
+    (never for system metrics: throughput and memory, ``is_system_metric``); FID-family values on fewer than
+    ``FEW_FID_IMAGES`` images carry ``⚠ n=N`` and a legend below the table."""
     columns = leaderboard_columns(results)
     header = ["tokenizer"] + [f"{column} {ARROWS[direction]}".strip() for column, _, _, direction in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
@@ -113,10 +137,14 @@ def markdown_table(results: dict) -> str:
     for label in results["results"]:
         cells = [f"`{label}`"]
         for column, metric, key, _ in columns:
-            text = format_value(lookup(results, label, metric, key))
-            cells.append(f"**{text}**" if label in bests[column] else text)
+            value = lookup(results, label, metric, key)
+            text = format_value(value)
+            text = f"**{text}**" if label in bests[column] else text
+            few = few_fid_images(results, label, metric)
+            cells.append(f"{text} {FEW_MARK} n={few:,}" if few is not None and value is not None else text)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = few_images_note(results)
+    return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def provenance_line(results: dict) -> str:
@@ -288,11 +316,19 @@ def collect_examples(tokenizer, items: list[dict], modality: str, device) -> dic
 # -- HTML ------------------------------------------------------------------------------------------------
 
 STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;padding:0 1em}
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1360px;padding:0 1em}
 body{color:#222}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ddd;padding:.3em .6em}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums} td.best{font-weight:bold}
+.board{overflow-x:auto;max-width:100%;margin:.6em 0} .board table{margin:0;font-size:13px}
+.board td,.board th{padding:.3em .45em}
+.board th.col{white-space:normal;overflow-wrap:break-word;min-width:4em;max-width:7em;vertical-align:bottom;
+font-weight:600;line-height:1.25}
+.board th.row{position:sticky;left:0;z-index:1;text-align:left;white-space:nowrap;max-width:18em;
+overflow:hidden;text-overflow:ellipsis;box-shadow:1px 0 0 #ccc}
+.board td.num{white-space:nowrap} .few{color:#a15c00;font-size:85%;font-weight:normal;white-space:nowrap}
+.board td .few{display:block}
 .meta{color:#555} .note{color:#555;font-size:90%} img{max-width:100%;border:1px solid #eee}
 code,pre{background:#f6f6f6} pre{padding:.5em;overflow:auto;max-height:20em}
 .tok{border:1px solid #bbb;border-radius:3px;padding:0 1px;margin:0 1px;white-space:pre-wrap;background:#f3f3f3}
@@ -308,23 +344,38 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+_BREAKS = re.compile(r"([._/=])")
+
+
+def _header_html(text: str) -> str:
+    """A column name with line-break chances after ``_ . / =`` (``encode_<wbr>items…``), so headers wrap."""
+    return _BREAKS.sub(r"\1<wbr>", _esc(text))
+
+
 def _leaderboard_html(results: dict, details: bool = False) -> str:
+    """The leaderboard as a table in a horizontally scrolling box: wrapping headers, the tokenizer column
+    sticky on the left (``.board``), so a dozen metric columns stay readable on a 1,400 px screen."""
     columns = leaderboard_columns(results, details)
     head = "".join(
-        f"<th>{_esc(metric)}{'<br>' + _esc(key) if key else ''} {ARROWS[direction]}</th>"
-        for _, metric, key, direction in columns
+        f'<th class="col" scope="col" title="{_esc(column)}">{_header_html(metric)}'
+        f"{'<br>' + _header_html(key) if key else ''} {ARROWS[direction]}</th>"
+        for column, metric, key, direction in columns
     )
     rows = []
     for label in results["results"]:
         cells = []
         for _column, metric, key, direction in columns:
             best = label in best_labels(results, metric, key, direction)
-            cells.append(
-                f'<td class="num{" best" if best else ""}">'
-                f"{_esc(format_value(lookup(results, label, metric, key)))}</td>"
-            )
-        rows.append(f"<tr><th>{_esc(label)}</th>{''.join(cells)}</tr>")
-    return f"<table><tr><th>tokenizer</th>{head}</tr>{''.join(rows)}</table>"
+            value = lookup(results, label, metric, key)
+            few = few_fid_images(results, label, metric)
+            flag = (f' <span class="few" title="computed on {few:,} images, fewer than {FEW_FID_IMAGES:,}">'
+                    f"{FEW_MARK} n={few:,}</span>") if few is not None and value is not None else ""  # fmt: skip
+            cells.append(f'<td class="num{" best" if best else ""}">{_esc(format_value(value))}{flag}</td>')
+        rows.append(f'<tr><th class="row" scope="row" title="{_esc(label)}">{_esc(label)}</th>{"".join(cells)}</tr>')
+    note = None if details else few_images_note(results)  # the "All values" table sits under the same legend
+    legend = f"<p class='note few-note'>{_esc(note)}</p>" if note else ""
+    return (f'<div class="board"><table><tr><th class="row" scope="col">tokenizer</th>{head}</tr>'
+            f"{''.join(rows)}</table></div>{legend}")  # fmt: skip
 
 
 def _examples_html(examples: dict) -> str:

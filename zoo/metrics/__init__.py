@@ -47,6 +47,7 @@ METRICS = LazyTable("metric", {
     "adt-split-errors": "zoo.metrics.adt:SegmentationErrors",
     "adt-accuracy": "zoo.metrics.adt:ChoiceAccuracy",
     "unigram-cross-entropy": "zoo.metrics.unigram_rate:UnigramCrossEntropy",
+    "lpips": "zoo.metrics.lpips_metric:LPIPS",
 })
 
 
