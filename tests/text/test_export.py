@@ -28,6 +28,10 @@ FORMATS = ex.FORMATS
 OK = None
 BYTE_LEVEL = "byte-level pre-tokenizer"
 # The file kind each published entry is tested with (its tags), and what each format must do with it.
+NUMBERS = {"hf": "has no tokenizers pipeline", "tiktoken": "is not a BPE over bytes",
+           "sentencepiece": "has no pieces to write"}
+NO_FORMAT = {"hf": "has no tokenizers pipeline", "tiktoken": "is not a BPE over bytes",
+             "sentencepiece": "has no pieces to write"}
 EXPECT = {
     "tiktoken": {"hf": OK, "tiktoken": OK, "sentencepiece": BYTE_LEVEL},
     "byte-level": {"hf": OK, "tiktoken": OK, "sentencepiece": BYTE_LEVEL},
@@ -42,6 +46,10 @@ EXPECT = {
     "bpe-32k-r2l3": {"hf": OK, "tiktoken": OK, "sentencepiece": BYTE_LEVEL},
     "unigram-32k": {"hf": OK, "tiktoken": "model is Unigram, not BPE", "sentencepiece": BYTE_LEVEL},
     "lib": {"hf": OK, "tiktoken": "greedy longest match", "sentencepiece": "greedy longest match"},
+    # number tokenizers of the arithmetic probe (digit groups over a byte fallback) and Equal-Info Windows (arithmetic
+    # coding): no format holds them
+    "numbers-digits": NUMBERS, "numbers-l2r3": NUMBERS, "numbers-r2l3": NUMBERS,
+    "eiw-w64-v65k": NO_FORMAT,
 }
 KINDS = ("tiktoken", "byte-level", "wordpiece", "unigram", "sentencepiece")
 

@@ -49,6 +49,7 @@ DATASETS = LazyTable("dataset", {
     "turkish-treebank": "zoo.data.turkish:turkish_treebank",
     "adt": "zoo.data.adt:adt",
     "markov": "zoo.data.markov:markov",
+    "arithmetic": "zoo.data.arithmetic:arithmetic",
 })
 
 

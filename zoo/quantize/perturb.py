@@ -25,11 +25,14 @@ value (identical at 0.5). Units are epochs, ``steps_per_epoch`` converts trainer
 
 Evaluation (``perturb_token_ids``, used by pFID): there is no encoder output, only ids, so the
 neighbourhood of a token is the ``delta`` codes nearest to **its own code** e_k (itself excluded),
-as the paper words it; a drawn token always changes to one of them.
+as the paper words it; a drawn token always changes to one of them. On a sign grid (LFQ: the 2^bits corners of
+{-s, +s}^bits, ids = bit patterns) squared L2 is 4 s^2 x Hamming distance, so the neighbours are enumerated by
+bit flips (``grid_nearest_codes``) instead of ranking all 2^bits codes; the table is the same.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -40,6 +43,7 @@ from zoo.errors import ZooError
 from zoo.quantize.quantizer import Quantizer, QuantizerOutput
 
 _MAX_DISTANCE_ELEMENTS = 1 << 24  # rows x codes per chunk when ranking distances (64 MB of float32)
+_MAX_GRID_BITS = 57  # sign-grid ids and their sort key (shell << bits | id) stay inside int64
 
 
 @dataclass(frozen=True)
@@ -194,12 +198,95 @@ def latent_perturbation(quantizer: Quantizer, out: QuantizerOutput, alpha: float
     return PerturbedLatent(quantized, new_ids, new_ids != out.indices, count)
 
 
-def code_neighbours(codebook: torch.Tensor, delta: int, ids: torch.Tensor | None = None) -> torch.Tensor:
-    """The ``delta`` nearest other codes of each code (or of ``ids`` only): ``[K or len(ids), delta]``."""
-    if not 1 <= delta < codebook.shape[0]:
-        raise ZooError(f"delta must lie in [1, {codebook.shape[0] - 1}] for a codebook of {codebook.shape[0]} codes, "
-                       f"got {delta}")
+def sign_grid_bits(codebook: torch.Tensor) -> int | None:
+    """``bits`` when ``codebook`` is the 2^bits corners of a sign grid in bit order, else ``None``.
+
+    A sign grid: ``[2^bits, bits]``, every entry +-s for one s > 0, and each channel is one bit of the id
+    (any channel-to-bit order, any polarity: Open-MAGVIT2's LSB-first and vector-quantize-pytorch's
+    MSB-first LFQ both qualify). Then ``|e_a - e_b|^2 = 4 s^2 hamming(a, b)`` in id space. The check is
+    exact (every entry compared) and costs O(K bits) comparisons, no distances.
+    """
+    if codebook.ndim != 2 or not 1 <= codebook.shape[1] <= _MAX_GRID_BITS:
+        return None
+    bits = codebook.shape[1]
+    if codebook.shape[0] != 1 << bits:
+        return None
+    codebook = codebook.detach()
+    first = codebook[0]  # [bits]
+    scale = first[0].abs()
+    if not (torch.isfinite(scale) and scale > 0 and (first.abs() == scale).all()):
+        return None
+    device = codebook.device
+    powers = torch.ones(bits, dtype=torch.long, device=device) << torch.arange(bits, device=device)
+    flips = codebook[powers] != first  # [bit, channel]: which channels id 2^bit changes
+    if not (flips.sum(dim=1) == 1).all():
+        return None
+    channel_of_bit = flips.long().argmax(dim=1)  # [bits]
+    if torch.unique(channel_of_bit).numel() != bits:
+        return None
+    # Codes 2^b .. 2^(b+1) - 1 are codes 0 .. 2^b - 1 with bit b's channel negated: by induction from code 0,
+    # one pass of comparisons checks every entry.
+    for bit, channel in enumerate(channel_of_bit.tolist()):
+        low = codebook[: 1 << bit].clone()
+        low[:, channel].neg_()
+        if not torch.equal(low, codebook[1 << bit: 2 << bit]):
+            return None
+    return bits
+
+
+def _flip_masks(bits: int, count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every bit mask of popcount 0, 1, 2, ... until at least ``count`` masks: ``(masks [M], popcounts [M])``."""
+    masks, popcounts = [0], [0]
+    for flipped in range(1, bits + 1):
+        if len(masks) >= count:
+            break
+        # itertools, not torch.combinations: the latter builds all bits^flipped tuples before filtering.
+        shell = [sum(1 << position for position in combo) for combo in itertools.combinations(range(bits), flipped)]
+        masks += shell
+        popcounts += [flipped] * len(shell)
+    return (torch.tensor(masks, dtype=torch.long, device=device),
+            torch.tensor(popcounts, dtype=torch.long, device=device))
+
+
+def grid_nearest_codes(ids: torch.Tensor, bits: int, k: int) -> torch.Tensor:
+    """``nearest_codes`` of each code ``ids [N]`` on a ``bits``-bit sign grid, by enumeration: ``[N, k]`` long.
+
+    Distance is 4 s^2 x Hamming distance, so the ranking is the code itself, then the ids one bit flip away
+    in increasing id, then two flips away, ...: exactly ``nearest_codes``' order (ties by lower id). Only
+    the masks of the Hamming shells the k nearest reach are generated; no distance is computed.
+    """
+    if not 1 <= bits <= _MAX_GRID_BITS:
+        raise ZooError(f"grid_nearest_codes: bits must lie in [1, {_MAX_GRID_BITS}], got {bits}")
+    if not 1 <= k <= 1 << bits:
+        raise ZooError(f"grid_nearest_codes: k must lie in [1, {1 << bits}], got {k}")
+    ids = ids.reshape(-1).long()
+    if ids.numel() and (ids.min() < 0 or ids.max() >= 1 << bits):
+        raise ZooError(f"grid_nearest_codes: ids must lie in [0, {(1 << bits) - 1}], got {ids.min()}..{ids.max()}")
+    masks, popcounts = _flip_masks(bits, k, ids.device)  # [M]
+    shell = popcounts << bits  # sort key: Hamming shell first, then the neighbour's id
+    rows = max(1, _MAX_DISTANCE_ELEMENTS // masks.numel())
+    out = []
+    for chunk in ids.split(rows):
+        key = shell + (chunk.unsqueeze(1) ^ masks)  # [n, M]
+        # Keys are distinct, so the k smallest in order are unambiguous; topk beats a full sort of the last shell.
+        smallest = torch.topk(key, k, dim=1, largest=False, sorted=True).values
+        out.append(smallest & ((1 << bits) - 1))
+    return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long, device=ids.device)
+
+
+def code_neighbours(codebook: torch.Tensor, delta: int, ids: torch.Tensor | None = None,
+                    sign_grid: bool | None = None) -> torch.Tensor:
+    """The ``delta`` nearest other codes of each code (or of ``ids`` only): ``[K or len(ids), delta]``.
+
+    ``sign_grid``: ``None`` detects a sign grid (``sign_grid_bits``) and enumerates its neighbours; ``True``
+    declares one (``[2^bits, bits]``, not checked entry by entry); ``False`` always ranks all distances.
+    Both paths give the same table.
+    """
+    _check_delta(delta, codebook.shape[0])
     rows = torch.arange(codebook.shape[0], device=codebook.device) if ids is None else ids
+    bits = _grid_bits(codebook, sign_grid)
+    if bits is not None:
+        return grid_nearest_codes(rows, bits, delta + 1)[:, 1:]  # rank 0 is the code itself (no duplicates)
     ranked = nearest_codes(codebook[rows], codebook, delta + 1)  # [n, delta + 1]
     # Drop the code itself (distance 0); with duplicate codes it may not sit at rank 0, so mask by id.
     not_self = ranked != rows.unsqueeze(1)
@@ -207,24 +294,46 @@ def code_neighbours(codebook: torch.Tensor, delta: int, ids: torch.Tensor | None
     return ranked[not_self & keep].view(-1, delta)
 
 
+def _check_delta(delta: int, size: int) -> None:
+    if not 1 <= delta < size:
+        raise ZooError(f"delta must lie in [1, {size - 1}] for a codebook of {size} codes, got {delta}")
+
+
+def _grid_bits(codebook: torch.Tensor, sign_grid: bool | None) -> int | None:
+    """The sign grid's bit count to enumerate with, or ``None`` to rank distances (see ``code_neighbours``)."""
+    if sign_grid is None:
+        return sign_grid_bits(codebook)
+    if not sign_grid:
+        return None
+    size, dim = codebook.shape[-2:]
+    if not 1 <= dim <= _MAX_GRID_BITS or size != 1 << dim:
+        raise ZooError(f"sign_grid=True: expected a codebook of [2^bits, bits] codes with bits <= {_MAX_GRID_BITS}, "
+                       f"got {list(codebook.shape)}")
+    return dim
+
+
 def perturb_token_ids(ids: torch.Tensor, codebook: torch.Tensor, alpha: float, delta: int,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, sign_grid: bool | None = None) -> torch.Tensor:
     """pFID's perturbation: each token, with probability alpha, becomes one of its delta nearest codes.
 
     ids ``[B, ...]`` (last axis = level when ``codebook`` is ``[q, K, D]``); the neighbours of a token
-    are the codes nearest to its own code vector, itself excluded, drawn uniformly.
+    are the codes nearest to its own code vector, itself excluded, drawn uniformly. Neighbour tables are
+    built for the distinct ids of the drawn tokens only; ``sign_grid`` as in ``code_neighbours`` (LFQ grids
+    are detected by default). The draws do not depend on either, so a seed gives the same result.
     """
     codebooks = codebook if codebook.ndim == 3 else codebook.unsqueeze(0)  # [q, K, D]
     levels = ids.unsqueeze(-1) if codebook.ndim == 2 else ids  # [..., q]
     if levels.shape[-1] != codebooks.shape[0]:
         raise ZooError(f"ids: last axis {levels.shape[-1]} does not match {codebooks.shape[0]} codebook levels")
+    _check_delta(delta, codebooks.shape[1])  # also when no token is drawn and no table is built
     drawn = torch.rand(levels.shape, generator=generator, device=ids.device) < alpha
     ranks = torch.randint(0, delta, levels.shape, generator=generator, device=ids.device)
     result = levels.clone()
     for level in range(codebooks.shape[0]):
-        column = levels[..., level]
-        unique, inverse = torch.unique(column, return_inverse=True)
-        table = code_neighbours(codebooks[level], delta, unique)  # [U, delta]
-        replacement = table[inverse, ranks[..., level]]
-        result[..., level] = torch.where(drawn[..., level], replacement, column)
+        column, chosen = levels[..., level], drawn[..., level]
+        if not chosen.any():
+            continue
+        unique, inverse = torch.unique(column[chosen], return_inverse=True)
+        table = code_neighbours(codebooks[level], delta, unique, sign_grid)  # [U, delta]
+        result[..., level][chosen] = table[inverse, ranks[..., level][chosen]]
     return result if codebook.ndim == 3 else result.squeeze(-1)
