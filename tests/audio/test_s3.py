@@ -144,11 +144,15 @@ def test_ctc_training_through_the_bottleneck_learns_to_recognise_phone_strings()
     batch = {"audio": audio, "audio_lengths": lengths, "phones": strings}
     optimizer = torch.optim.Adam(tok.parameters(), lr=3e-3)
     first = float(tok.training_losses(batch, 0)["loss"].detach())
-    for step in range(800):
+    # A budget rather than a fixed step count: the loss plateaus near 1.5 for a few hundred steps before it drops,
+    # and where the drop comes varies with the machine's float kernels (800 steps sufficed on one, 1,200 on another).
+    for step in range(2000):
         losses = tok.training_losses(batch, step)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
+        if step % 100 == 99 and tok.recognize(audio, lengths) == strings:
+            break
     assert float(losses["ctc"]) < 0.05 * first
     assert tok.eval().recognize(audio, lengths) == strings
 
