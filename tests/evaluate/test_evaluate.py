@@ -186,7 +186,7 @@ def test_checkpoint_folders_are_labelled_by_their_run(tmp_path):
     assert labels == ["ssl1/final", "ssl2/final", "pixels-6"]
 
 
-def test_demo_grows_with_the_registry(tmp_path, monkeypatch):
+def test_demo_grows_with_the_registry(tmp_path, monkeypatch, capsys):
     catalog = tmp_path / "extra.yaml"
     catalog.write_text(
         "tokenizers:\n"
@@ -208,6 +208,12 @@ def test_demo_grows_with_the_registry(tmp_path, monkeypatch):
     finally:
         for name in names:
             registry.remove(name)
+    slow = [n for n in zoo.list_tokenizers(modality="text", pretrained=True) if "slow" in zoo.registry.get(n).tags]
+    printed = capsys.readouterr().out
+    for name in slow:  # named in one line, never run
+        assert f"skipped {name}" in printed and "tagged slow" in printed
+    text = json.loads((tmp_path / "demo" / "text" / "results.json").read_text())
+    assert not set(slow) & set(text["results"])
     image = json.loads((tmp_path / "demo" / "image" / "results.json").read_text())
     # The added entry joins every shipped image tokenizer that is ready to use.
     # (entries whose weights download and are not cached are skipped offline, with one line)

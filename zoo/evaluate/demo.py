@@ -41,13 +41,19 @@ def run_demo(args) -> int:
         names = registry.default_registry().names(modality=modality, pretrained=True)
         uncached = uncached_downloads(names)  # the demo never downloads: these wait until their file is cached
         names = [name for name in names if name not in uncached]
-        if not names and not uncached:
+        # Entries tagged "slow" (a model step per byte, e.g. Equal-Info Windows) would take the demo minutes.
+        slow = [name for name in names if "slow" in registry.get(name).tags]
+        names = [name for name in names if name not in slow]
+        if not names and not uncached and not slow:
             print(f"\n[{modality}] no pretrained {modality} tokenizers registered yet")
             continue
         print(f"\n[{modality}] eval/demo-{modality}.yaml over {', '.join(names) or 'none of them'}")
         if uncached:
             print(f"[{modality}] skipped {', '.join(uncached)}: their weights download and are not in the cache "
                   f"({cache_dir()}); zoo.load(NAME, pretrained=True) online fetches them")
+        if slow:
+            print(f"[{modality}] skipped {', '.join(slow)}: slow to encode (tagged slow); "
+                  f"zoo eval eval/demo-{modality}.yaml -t {slow[0]} runs it")
         if not names:
             continue
         try:
