@@ -6,6 +6,7 @@ audio at ``sample_rate`` in, ``AudioTokens`` ids ``[B, N, w]`` out (``-1`` past 
 
 ``base.py`` the shared wrapper (padding, length grouping, resampling only when asked, strict weight loading);
 ``encodec.py`` EnCodec 24 kHz over ``EncodecModel``; ``dac.py`` DAC over ``DacModel``; ``mimi.py`` Mimi over
-``MimiModel``; ``snac.py`` SNAC's multi-rate codes over the ``snac`` package; ``convert.py`` pickled official
+``MimiModel``; ``xcodec.py`` X-Codec over ``XcodecModel``; ``wavtokenizer.py`` WavTokenizer over
+``WavTokenizerModel``; ``snac.py`` SNAC's multi-rate codes over the ``snac`` package; ``convert.py`` pickled official
 files -> a zoo folder, once. Entries: ``registry/audio-published.yaml``; table: ``docs/audio-published.md``.
 """
