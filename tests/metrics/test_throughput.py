@@ -137,6 +137,8 @@ def test_images_keep_the_shared_call_and_say_their_processes():
     assert result["processes"] == 1 and result["threads"] == torch.get_num_threads()
     assert result["encode_items_per_s_total"] == pytest.approx(result["encode_items_per_s"])
     assert "encode_per_doc_items_per_s" not in result
+    # an 8x8 image at factor 4 is a 2x2 grid: 4 tokens an image, so tokens/s is 4x images/s
+    assert result["encode_tokens_per_s"] == pytest.approx(4 * result["encode_items_per_s"])
 
 
 @pytest.mark.parametrize("options", [{"threads": 0}, {"threads": "2"}, {"repeats": 0}, {"threads": True}])

@@ -40,7 +40,7 @@ from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
 
 # Slots of the shared-call timing vectors.
-ENCODE_S, DECODE_S, ITEMS, DECODED_ITEMS, UNITS = range(5)
+ENCODE_S, DECODE_S, ITEMS, DECODED_ITEMS, UNITS, TOKENS = range(6)
 # Slots of the text timing vectors: batch call, per-document calls, one call on the joined batch.
 BATCH_S, PER_DOC_S, ONE_CALL_S, DOCS, MB, ONE_CALL_MB = range(6)
 # Slots of the per-process rate vector (summed over processes: the aggregate rate).
@@ -79,6 +79,7 @@ class Throughput(Metric):
     higher_is_better: ClassVar[bool | None] = None
     directions: ClassVar[dict[str, bool | None]] = {
         "encode_items_per_s": True,
+        "encode_tokens_per_s": True,
         "decode_items_per_s": True,
         "encode_mb_per_s": True,
         "encode_per_doc_items_per_s": True,
@@ -105,8 +106,8 @@ class Throughput(Metric):
                 raise ZooError(f"throughput: {option} must be an int >= 1, got {value!r}")
         self.decode, self.warmup_batches, self.threads, self.repeats = decode, warmup_batches, threads, repeats
         self.modality = "image"
-        self.add_state("warm", torch.zeros(5, dtype=torch.float64))
-        self.add_state("timed", torch.zeros(5, dtype=torch.float64))
+        self.add_state("warm", torch.zeros(6, dtype=torch.float64))
+        self.add_state("timed", torch.zeros(6, dtype=torch.float64))
         self.add_state("text_warm", torch.zeros(6, dtype=torch.float64))
         self.add_state("text_timed", torch.zeros(6, dtype=torch.float64))
         self.add_state("rate", torch.zeros(2, dtype=torch.float64))  # this process's rates, summed over processes
@@ -139,8 +140,9 @@ class Throughput(Metric):
             _ = ctx.reconstruction
         encode, decode = ctx.measurements["encode"], ctx.measurements.get("decode") if decodes else None
         items = len(ctx.inputs)
-        row = torch.zeros(5, dtype=torch.float64)
+        row = torch.zeros(6, dtype=torch.float64)
         row[ENCODE_S], row[ITEMS] = encode.seconds, items
+        row[TOKENS] = self._tokens(ctx)
         if decode is not None:
             row[DECODE_S], row[DECODED_ITEMS] = decode.seconds, items
         row[UNITS] = self._units(ctx)
@@ -205,11 +207,23 @@ class Throughput(Metric):
             return samples / float(ctx.tokenizer.sample_rate)
         return 0.0
 
+    @staticmethod
+    def _tokens(ctx: EvalContext) -> float:
+        """Ids the encode call emitted: every id of an image grid or sequence (all levels), text ids, and audio ids
+        up to each clip's frames (the ``-1`` padding past them is not a token)."""
+        ids = ctx.ids
+        if ctx.modality == "text":
+            return float(sum(len(row) for row in ids))
+        ids = torch.as_tensor(ids)
+        return float((ids >= 0).sum()) if ctx.modality == "audio" else float(ids.numel())
+
     def compute(self) -> dict[str, float]:
         use = self.timed if float(self.timed[ITEMS]) > 0 else self.warm
         rate = lambda amount, seconds: float(amount / seconds) if float(seconds) > 0 else math.nan  # noqa: E731
         processes = max(float(self.processes), 1.0)
         result = {"encode_items_per_s": rate(use[ITEMS], use[ENCODE_S])}
+        if self.modality != "text":  # text's tokens/s would mix the shared call with the metric's own timings
+            result["encode_tokens_per_s"] = rate(use[TOKENS], use[ENCODE_S])
         if self.modality == "text" and float(self.text_timed[DOCS] + self.text_warm[DOCS]) > 0:
             text = self.text_timed if float(self.text_timed[DOCS]) > 0 else self.text_warm
             result["encode_items_per_s"] = rate(text[DOCS], text[BATCH_S])
