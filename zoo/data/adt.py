@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zoo.data.text import TextItems, _check, split_items
+from zoo.data.token_text import utf8_offsets, vocabulary
 from zoo.errors import ZooError
 
 TASKS = ("first", "last")
@@ -73,9 +74,7 @@ def token_spans(tokenizer, text: str) -> list[tuple[int, int]]:
     if b"".join(pieces) != raw:
         raise ZooError(f"{type(tokenizer).__name__}: its tokens do not spell the text byte for byte (it normalises "
                        "text), so word boundaries cannot be located in its segmentation")
-    chars = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    sizes = 1 + (chars >= 0x80).astype(np.int64) + (chars >= 0x800) + (chars >= 0x10000)
-    offsets = np.concatenate([[0], np.cumsum(sizes)])  # byte offset of every character boundary
+    offsets = utf8_offsets(text)  # byte offset of every character boundary
     ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
     starts = ends - np.asarray([len(p) for p in pieces], dtype=np.int64)
     keep = ends > starts  # specials cover nothing
@@ -185,18 +184,11 @@ def random_items(lang: str, pool: list[str], lexicon: set[str], count: int, seed
 
 def vocabulary_strings(tokenizer) -> list[str]:
     """The vocabulary's tokens that are whole words of letters (2+ characters), for the trap search."""
-    size = int(tokenizer.vocab_size)
-    try:
-        pieces = tokenizer.token_bytes(list(range(size)))
-    except ZooError:  # ids with holes (tiktoken ranks): one at a time
-        pieces = []
-        for i in range(size):
-            try:
-                pieces.append(tokenizer.token_bytes([i])[0])
-            except ZooError:
-                continue
+    pieces, _ = vocabulary(tokenizer)
     strings = []
     for raw in pieces:
+        if raw is None:  # an unused id
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:  # part of a character

@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from zoo.data.token_text import utf8_offsets, vocabulary
 from zoo.errors import ZooError
 from zoo.metrics.base import EvalContext, Metric
 from zoo.metrics.codebook import CodebookUsage
@@ -27,13 +28,6 @@ from zoo.metrics.codebook import CodebookUsage
 NO_SPACE_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar", "Tibetan")
 _ONE_CHAR = "".join(rf"\p{{{s}}}" for s in NO_SPACE_SCRIPTS)
 _WORD = rf"[{_ONE_CHAR}]|[^\s{_ONE_CHAR}]+"
-
-
-def utf8_offsets(text: str) -> np.ndarray:
-    """Byte offset of every character boundary (``len(text) + 1`` values; lone surrogates take 3 bytes)."""
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    sizes = 1 + (points >= 0x80).astype(np.int64) + (points >= 0x800) + (points >= 0x10000)
-    return np.concatenate([[0], np.cumsum(sizes)])
 
 
 def word_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -315,21 +309,6 @@ SCRIPTS = (
     "Thai", "Han", "Hiragana", "Katakana", "Hangul", "other", "mixed",
 )  # fmt: skip
 _SCRIPT_PREFIX = {"CJK": "Han", "HANGUL": "Hangul"}
-
-
-def vocabulary(tokenizer) -> tuple[list[bytes | None], set[int]]:
-    """Every id's bytes (None for ids that are no token) and the special ids."""
-    specials = set(getattr(tokenizer, "special_ids", {}).values())
-    try:
-        return list(tokenizer.token_bytes(range(tokenizer.vocab_size))), specials
-    except ZooError:  # ids with holes (tiktoken ranks): ask one by one
-        pieces: list[bytes | None] = []
-        for i in range(tokenizer.vocab_size):
-            try:
-                pieces.append(tokenizer.token_bytes([i])[0])
-            except ZooError:
-                pieces.append(None)
-        return pieces, specials
 
 
 def _char_kind(ch: str) -> str:
