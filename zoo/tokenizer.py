@@ -56,6 +56,21 @@ def groups_by_length(lengths: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]
             yield int(length), (lengths == length).nonzero().flatten()
 
 
+def unpack_audio_tokens(tokens, checked_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, frames)`` of what an audio ``decode`` is given: ``AudioTokens``, or bare ids (every frame valid).
+
+    ``checked_ids`` is the family's own check of the ids; the lengths are checked here: ``[B]`` integers within the
+    ids' frames."""
+    if isinstance(tokens, AudioTokens):
+        ids, frames = checked_ids(tokens.ids), torch.as_tensor(tokens.lengths).long().cpu()
+    else:
+        ids = checked_ids(tokens)
+        frames = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
+    if frames.shape != (ids.shape[0],) or (frames < 0).any() or (frames > ids.shape[1]).any():
+        raise ZooError(f"tokens: lengths must be [B] integers in [0, {ids.shape[1]}], got {frames.tolist()}")
+    return ids, frames
+
+
 @dataclass
 class TokenizerOutput:
     """What ``forward`` returns for every neural family.

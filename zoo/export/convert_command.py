@@ -9,7 +9,6 @@ convert through ``zoo.image.published.convert``, audio codecs through ``zoo.audi
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,18 +21,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zoo.errors import ZooError
+    from zoo.image.published.convert import parse_sets
     from zoo.registry import get
 
     entry = get(args.tokenizer)  # an unknown name is refused here, with the closest names
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ZooError(f"--set {item!r}: expected KEY=JSON")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise ZooError(f"--set {key}: not valid JSON ({err.msg} at column {err.colno})") from None
+    overrides = parse_sets(args.set)
     if entry.modality == "image":
         from zoo.image.published.convert import convert_checkpoint
 

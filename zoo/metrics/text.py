@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -89,7 +90,7 @@ def _texts(ctx: EvalContext) -> list[str]:
     return [texts] if isinstance(texts, str) else list(texts)
 
 
-class _PerLanguage(Metric):
+class _PerLanguage(Metric, ABC):
     """Sums kept over all items and, when ``languages`` are named, per language (items carrying ``lang``, as
     ``pycountry-parallel`` yields): ``compute`` then gives ``{"all": value, LANG: value, ...}``.
 
@@ -106,11 +107,13 @@ class _PerLanguage(Metric):
         self.add_state("totals", torch.zeros(self.width, dtype=torch.float64))
         self.add_state("by_language", torch.zeros(len(self.languages), self.width, dtype=torch.float64))
 
+    @abstractmethod
     def counts(self, tokenizer, text: str, ids: list[int]) -> tuple[float, ...]:
-        raise NotImplementedError
+        """The ``width`` numbers one text adds to the sums."""
 
+    @abstractmethod
     def value(self, totals: list[float]) -> float:
-        raise NotImplementedError
+        """The metric from summed counts."""
 
     def update(self, ctx: EvalContext) -> None:
         rows = np.asarray([self.counts(ctx.tokenizer, text, list(ids)) for text, ids in zip(_texts(ctx), ctx.ids)],

@@ -138,7 +138,7 @@ def _refuse_dropped_bytes(state: dict, path: Path) -> None:
     vocab = model.get("vocab", {})
     if model.get("type") != "BPE" or model.get("unk_token") is not None or not isinstance(vocab, dict):
         return
-    if '"ByteLevel"' not in json.dumps(state.get("pre_tokenizer")):
+    if not any(p.get("type") == "ByteLevel" for p in _parts(state.get("pre_tokenizer"))):
         return
     missing = [b for b, c in enumerate(ALPHABET) if c not in vocab]
     if missing:
@@ -146,14 +146,16 @@ def _refuse_dropped_bytes(state: dict, path: Path) -> None:
                        f"{missing[0]}) and has no unknown token: text holding them would be dropped silently")
 
 
-def _is_byte_level(state: dict) -> bool:
-    def parts(node: dict | None) -> list[dict]:
-        if not node:
-            return []
-        return [p for child in node.get("pretokenizers", node.get("decoders", [])) for p in parts(child)] or [node]
+def _parts(node: dict | None) -> list[dict]:
+    """The steps of a pre-tokenizer or decoder, ``Sequence`` nodes flattened."""
+    if not node:
+        return []
+    return [p for child in node.get("pretokenizers", node.get("decoders", [])) for p in _parts(child)] or [node]
 
-    pre = parts(state.get("pre_tokenizer"))
-    dec = parts(state.get("decoder"))
+
+def _is_byte_level(state: dict) -> bool:
+    pre = _parts(state.get("pre_tokenizer"))
+    dec = _parts(state.get("decoder"))
     vocab = state.get("model", {}).get("vocab", {})
     tokens = vocab if isinstance(vocab, dict) else {piece for piece, _ in vocab}
     return (

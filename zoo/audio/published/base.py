@@ -43,6 +43,7 @@ from zoo.tokenizer import (
     check_audio,
     check_sample_rate,
     groups_by_length,
+    unpack_audio_tokens,
 )
 
 WIDENED = (torch.float32, torch.bfloat16, torch.float16)
@@ -184,13 +185,7 @@ class PublishedAudioCodec(NeuralTokenizer):
     @torch.no_grad()
     def decode(self, tokens: AudioTokens | torch.Tensor) -> torch.Tensor:
         """``AudioTokens`` (or ids ``[B, N, w]`` / ``[B, N]``) -> audio ``[B, N * hop]``, silent past each length."""
-        if isinstance(tokens, AudioTokens):
-            ids, frames = self.checked_ids(tokens.ids), torch.as_tensor(tokens.lengths).long().cpu()
-        else:
-            ids = self.checked_ids(tokens)
-            frames = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
-        if frames.shape != (ids.shape[0],) or (frames < 0).any() or (frames > ids.shape[1]).any():
-            raise ZooError(f"tokens: lengths must be [B] integers in [0, {ids.shape[1]}], got {frames.tolist()}")
+        ids, frames = unpack_audio_tokens(tokens, self.checked_ids)
         audio = torch.zeros(ids.shape[0], ids.shape[1] * self.hop)
         for length, rows in groups_by_length(frames):
             codes = ids[rows, :length]

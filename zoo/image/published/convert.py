@@ -66,17 +66,25 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=JSON`` arguments as config overrides."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ZooError(f"--set {item!r}: expected KEY=JSON")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ZooError(f"--set {key}: not valid JSON ({err.msg} at column {err.colno})") from None
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
     """Convert as ``args`` say; 0 on success, 2 (with the reason on stderr) on a refused or unreadable file."""
     try:
-        overrides = {}
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ZooError(f"--set {item!r}: expected KEY=JSON")
-            overrides[key] = json.loads(value)
-        folder = convert_checkpoint(args.source, args.to, args.tokenizer, **overrides)
-    except (ZooError, json.JSONDecodeError) as err:
+        folder = convert_checkpoint(args.source, args.to, args.tokenizer, **parse_sets(args.set))
+    except ZooError as err:
         print(f"convert: {err}", file=sys.stderr)
         return 2
     print(f"wrote {folder} (zoo.load({str(folder)!r}))")
