@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -61,8 +62,12 @@ def hf_parts(source: str) -> list[str]:
 
 
 def _url_file_name(source: str) -> str:
-    """The last part of a URL's path, kept to safe characters, as the cached file's name."""
-    name = source.split("?")[0].split("#")[0].rstrip("/").rsplit("/", 1)[-1]
+    """The last part of a URL's path, kept to safe characters, as the cached file's name. A share link whose path
+    ends at a folder and names its file in the query (Seafile's ``.../files/?p=%2Fckpts%2Flast.ckpt&dl=1``, where
+    taming-transformers' checkpoints live) takes that file's name, so the cached file keeps its suffix."""
+    parts = urllib.parse.urlsplit(source)
+    named = urllib.parse.parse_qs(parts.query).get("p", [""])[0]
+    name = (named or parts.path).rstrip("/").rsplit("/", 1)[-1]
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:_MAX_NAME]
     return name or "download"
 

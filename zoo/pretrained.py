@@ -214,6 +214,14 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 NESTED_STATE_KEYS = ("ema", "model", "state_dict")
 
 
+def _refusal_reason(err: Exception) -> str:
+    """What torch refused, for the message: its ``Unsupported global: GLOBAL module.Name`` line names the object the
+    pickle would build, which says more than the generic first line."""
+    lines = str(err).splitlines()
+    named = [line.strip() for line in lines if "Unsupported global" in line]
+    return (named or lines or [type(err).__name__])[0].split(" Please use")[0][:300]
+
+
 def read_weights_only(path: str | Path, allowed_classes: tuple[type, ...] = ()) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file or of a pickle read with ``torch.load(weights_only=True)`` (tensors and
     plain containers, never code; ``allowed_classes`` admits plain attribute bags such as ``argparse.Namespace``),
@@ -231,7 +239,7 @@ def read_weights_only(path: str | Path, allowed_classes: tuple[type, ...] = ()) 
         with torch.serialization.safe_globals(list(allowed_classes)):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError) as err:
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        reason = _refusal_reason(err)
         raise ZooError(f"{path}: refused: reading it needs a full unpickle (it stores Python objects besides tensors), "
                        f"which can run code; zoo reads pickles with weights_only=True only ({reason})") from None
     for key in NESTED_STATE_KEYS:

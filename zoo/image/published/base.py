@@ -43,6 +43,37 @@ WIDENED = (torch.float32, torch.bfloat16, torch.float16)
 CONVERTED_SUFFIX = ".zoo.safetensors"
 
 
+class LightningCallbackKey:
+    """An inert stand-in for the callback classes PyTorch Lightning 1.x checkpoints key their callback states by.
+
+    Lightning 1.x writes ``checkpoint["callbacks"] = {type(callback): state}``: the class is pickled by reference
+    only (its import path), to serve as a dict key beside the tensors. ``torch.load(weights_only=True)`` refuses
+    any reference it does not know; reading the reference as this class instead imports nothing from Lightning
+    and runs no code (the states are plain values, dropped with everything but the state dict)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+# Lightning's callbacks whose class references appear as keys of a checkpoint's "callbacks" (1.x releases).
+LIGHTNING_CALLBACK_KEYS = tuple(f"{package}.callbacks.{module}.{name}"
+                                for package in ("pytorch_lightning", "lightning.pytorch")
+                                for module, name in (("model_checkpoint", "ModelCheckpoint"),
+                                                     ("early_stopping", "EarlyStopping")))
+
+
+def read_authors_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of an authors' checkpoint, read with ``torch.load(weights_only=True)`` only
+    (``zoo.pretrained.read_weights_only``). Two non-tensor globals are admitted, neither of which runs code:
+    ``argparse.Namespace``, the attribute bag LlamaGen's training checkpoints keep their arguments in, and the
+    class references Lightning 1.x checkpoints (taming-transformers', Chameleon's ``vqgan.ckpt``) key their
+    callback states by, read as the inert ``LightningCallbackKey``. Anything else is refused with the reason."""
+    import argparse
+
+    allowed = (argparse.Namespace, *((LightningCallbackKey, name) for name in LIGHTNING_CALLBACK_KEYS))
+    return read_weights_only(path, allowed_classes=allowed)
+
+
 def import_class(target: str) -> type:
     """``"package.module:Class"`` of the wrapped library (code zoo chose, not a data file's target)."""
     return import_library_class(target, "these tokenizers need a transformers that has the class "
@@ -213,10 +244,16 @@ class PublishedImageTokenizer(NeuralTokenizer):
         return name
 
     @classmethod
+    def map_layout(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The VQ's tensors (prefix removed) -> the library's layout where renaming names one by one is not enough
+        (levels renumbered, tensors reshaped); identity where ``rename`` does it all."""
+        return tensors
+
+    @classmethod
     def convert(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A state dict in any layout this family reads -> this wrapper's (``model.`` + the library's names)."""
         _, tensors = vq_tensors(state, cls.source_prefixes)
-        return {"model." + cls.rename(name): tensor for name, tensor in tensors.items()
+        return {"model." + cls.rename(name): tensor for name, tensor in cls.map_layout(tensors).items()
                 if not name.endswith(UNUSED_SUFFIXES)}
 
     def _load_weights(self, path: Path) -> None:
@@ -279,13 +316,10 @@ def write_converted(source: Path, destination: Path, family: type[PublishedImage
     """``source`` (a pinned pickled download) in ``family``'s names -> ``destination`` (safetensors), atomically.
 
     The tensors are stored as the file holds them (no cast); the strict load that follows checks names,
-    shapes, dtypes and finiteness. ``source_sha256`` goes into the file's metadata, tying it to its source.
-    LlamaGen's training checkpoints keep their arguments in an ``argparse.Namespace``, a plain attribute bag."""
-    import argparse
-
+    shapes, dtypes and finiteness. ``source_sha256`` goes into the file's metadata, tying it to its source."""
     from safetensors.torch import save
 
-    tensors = read_weights_only(source, allowed_classes=(argparse.Namespace,))
+    tensors = read_authors_checkpoint(source)
     state = {name: tensor.contiguous() for name, tensor in family.convert(tensors).items()}
     atomic_write_bytes(destination, save(state, metadata={"source": source.name, "source_sha256": source_sha256,
                                                           "converted_by": family.__name__}))

@@ -4,10 +4,11 @@
         --set 'vq_config={"channel_multiplier": [1, 2, 2, 4]}'
 
 Pickled files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) are read with ``torch.load(weights_only=True)`` only:
-tensors and plain containers, never code; the one class admitted besides is ``argparse.Namespace``, a plain
+tensors and plain containers, never code. Two globals are admitted besides: ``argparse.Namespace``, a plain
 attribute bag that LlamaGen's training checkpoints store their arguments in (its unpickling sets attributes,
-nothing else). A file that needs a full unpickle (Lightning checkpoints that store callbacks and other
-Python objects beside the tensors) is refused with the reason.
+nothing else), and the Lightning 1.x callback classes that taming-transformers' ``.ckpt`` files key their
+callback states by, read as an inert stand-in (nothing is imported from Lightning). A file that needs a full
+unpickle (other Python objects beside the tensors) is refused with the reason.
 
 A registry entry whose official file is such a pickle (LlamaGen's ``vq_ds8_c2i.pt``, the CompVis VQ's
 ``diffusion_pytorch_model.bin``) converts here once, on its first ``zoo.load(name, pretrained=True)``:
@@ -28,14 +29,12 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.hub import sha256_of
-from zoo.image.published.base import PublishedImageTokenizer
-from zoo.pretrained import read_weights_only
+from zoo.image.published.base import PublishedImageTokenizer, read_authors_checkpoint
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of an authors' checkpoint (``zoo.pretrained.read_weights_only``); LlamaGen's training
-    checkpoints keep their arguments in an ``argparse.Namespace``, a plain attribute bag, so it is admitted."""
-    return read_weights_only(path, allowed_classes=(argparse.Namespace,))
+    """The tensors of an authors' checkpoint (``base.read_authors_checkpoint``: weights-only reads)."""
+    return read_authors_checkpoint(path)
 
 
 def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer, **overrides) -> Path:

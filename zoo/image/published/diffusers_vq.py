@@ -5,7 +5,10 @@ through diffusers' ``VQModel``.
 it: ``DownEncoderBlock2D`` levels (one halving per level past the first), a mid block with or without
 attention, ``quant_conv`` to the code dimension, a Euclidean nearest-code ``VectorQuantizer``
 (``argmin cdist``), ``post_quant_conv`` and the mirrored decoder. The repos converted to diffusers hold the
-model under a ``vqvae/`` subfolder with the class's own tensor names, so ``convert`` maps prefixes only.
+model under a ``vqvae/`` subfolder with the class's own tensor names, so ``convert`` maps prefixes only;
+taming-transformers' own ``.ckpt`` files (the ImageNet f16 VQGANs) hold the same network in taming's names,
+which ``convert`` maps with ``taming.taming_to_diffusers`` (the decoder's levels reversed, attention's 1x1
+convolutions reshaped to linear weights).
 
     images [B, 3, H, W] in [0, 1] -> the pipeline's normalisation -> encoder -> quant_conv
         -> nearest code -> ids [B, H/f, W/f]
@@ -26,16 +29,18 @@ from einops import rearrange
 
 from zoo.errors import ZooError
 from zoo.image.published.base import PublishedImageTokenizer, import_class
+from zoo.image.published.taming import is_taming_layout, taming_to_diffusers
 
 # diffusers' VQModel arguments a zoo config may set (its __init__'s, as of diffusers 0.42).
 _DIFFUSERS_HINT = "these tokenizers need diffusers (tested with 0.42; pip install 'diffusers>=0.42')"
 
 
 class DiffusersVQTokenizer(PublishedImageTokenizer):
-    """A VQGAN in diffusers' ``VQModel`` (aMUSEd, latent diffusion's VQ-f4 / f8)."""
+    """A VQGAN in diffusers' ``VQModel`` (aMUSEd, latent diffusion's VQ-f4 / f8, taming's ImageNet VQGANs)."""
 
     hf_model = "diffusers.models.autoencoders.vq_model:VQModel"
-    # this wrapper's own, the bare VQModel (a vqvae/ subfolder file), a whole pipeline's state under vqvae.
+    # this wrapper's own, the bare VQModel (a vqvae/ subfolder file, or a taming .ckpt's state_dict), a whole
+    # pipeline's state under vqvae.
     source_prefixes = ("model.", "", "vqvae.")
 
     def __init__(self, vq_config: dict, image_size: int = 256, rescale_factor: float = 1 / 255,
@@ -61,6 +66,11 @@ class DiffusersVQTokenizer(PublishedImageTokenizer):
 
     def _downsample_factor(self) -> int:
         return 2 ** (len(self.model.config.block_out_channels) - 1)
+
+    @classmethod
+    def map_layout(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """diffusers' layout is kept as it is; taming's (``encoder.down.N.block.M...``) is mapped to it."""
+        return taming_to_diffusers(tensors) if is_taming_layout(tensors) else tensors
 
     @property
     def family(self) -> str:
