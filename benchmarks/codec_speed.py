@@ -16,8 +16,9 @@ import time
 
 import torch
 
-DEFAULT = ["codec-16k", "encodec-24khz", "dac-16khz", "dac-24khz", "dac-44khz", "mimi", "snac-24khz", "snac-32khz",
-           "snac-44khz", "xcodec-hubert-librispeech", "wavtokenizer-large-40token", "wavtokenizer-large-75token"]
+DEFAULT = ["codec-16k", "encodec-24khz", "encodec-48khz", "dac-16khz", "dac-24khz", "dac-44khz", "mimi", "snac-24khz",
+           "snac-32khz", "snac-44khz", "xcodec-hubert-librispeech", "wavtokenizer-large-40token",
+           "wavtokenizer-large-75token"]
 
 
 def time_codec(tok, seconds: float, repeats: int) -> float:

@@ -154,8 +154,11 @@ def cmd_encode(args) -> int:
         for path in paths:
             encoded = tok.encode_file(path)
             if tok.modality == "audio":
-                ids, lengths = encoded
-                _print_json({"ids": ids[0, : int(lengths[0])].tolist()})
+                frames = int(encoded.lengths[0])
+                record = {"ids": encoded.ids[0, :frames].tolist()}
+                if encoded.scales is not None:  # chunk-normalised codecs (EnCodec 48 kHz) decode with them
+                    record["scales"] = encoded.scales[0].tolist()
+                _print_json(record)
             else:
                 _print_json({"ids": encoded[0].tolist()})
     return 0
@@ -198,6 +201,22 @@ def _parse_ids(text: str) -> list:
         except ValueError:
             raise ZooError(f"ids: expected integers separated by spaces, got {line[:40]!r}") from None
     return rows[0] if len(rows) == 1 else rows
+
+
+def _parse_scales(text: str) -> list[float] | None:
+    """The ``"scales"`` of one ``zoo encode`` record ({"ids": ..., "scales": [...]}), or None when it has none."""
+    from zoo.errors import ZooError
+
+    text = text.strip()
+    if not text.startswith("{"):
+        return None
+    record = json.loads(text.splitlines()[0])
+    scales = record.get("scales") if isinstance(record, dict) else None
+    if scales is None:
+        return None
+    if not isinstance(scales, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scales):
+        raise ZooError(f"ids: 'scales' must be a list of numbers (one per chunk), got {str(scales)[:60]}")
+    return [float(v) for v in scales]
 
 
 _MAX_ID_DEPTH = 8  # lists inside lists: a batch of grids of code levels is 4
@@ -253,6 +272,7 @@ def cmd_decode(args) -> int:
         io.output_path(args.output, suffixes, f"{tok.modality} output")
     raw = _text_inputs(["-"])[0] if args.ids == "-" else args.ids
     ids = _parse_ids(raw)
+    scales = _parse_scales(raw)
     if tok.modality == "text":
         decoded = tok.decode(ids)
         _write_text_output(args, decoded if isinstance(decoded, str) else "\n".join(decoded))
@@ -262,6 +282,12 @@ def cmd_decode(args) -> int:
     _id_grid_shape(ids, tok.modality)
     with torch.no_grad():
         batch = torch.tensor(ids, dtype=torch.long).unsqueeze(0)
+        if scales is not None:
+            from zoo.tokenizer import AudioTokens
+
+            if tok.modality != "audio":
+                raise ZooError(f"ids: 'scales' belong to chunk-normalised audio codecs, not to {args.name}")
+            batch = AudioTokens(batch, torch.tensor([batch.shape[1]]), torch.tensor([scales], dtype=torch.float32))
         decoded = tok.decode(batch)
     if tok.modality == "image":
         io.write_image(args.output, decoded[0])

@@ -42,10 +42,16 @@ from zoo.registry import MODALITIES  # noqa: F401  (re-exported)
 
 
 class AudioTokens(NamedTuple):
-    """Audio ids with the number of valid frames per item (padding frames hold ``-1``)."""
+    """Audio ids with the number of valid frames per item (padding frames hold ``-1``).
+
+    ``scales`` is what a codec that normalises its input chunk by chunk needs beside the ids to decode (EnCodec 48 kHz:
+    one RMS scale per 1 s chunk, ``[B, n_chunks]`` float, ``0`` past each item's chunks); ``None`` for every codec whose
+    ids decode on their own. Pass the whole ``AudioTokens`` to ``decode``, and read fields by name (``tokens.ids``,
+    ``tokens.lengths``): a tuple unpacking of two names fails on this three-field tuple."""
 
     ids: torch.Tensor  # [B, N] or [B, N, q]
     lengths: torch.Tensor  # [B]
+    scales: torch.Tensor | None = None  # [B, n_chunks], chunk-normalised codecs only
 
 
 def groups_by_length(lengths: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:

@@ -71,7 +71,7 @@ def codec(request):
 def test_contract_shapes_padding_and_rates(codec):
     x = _audio()
     tokens = codec.encode(x, lengths=torch.tensor([500, 301]))
-    ids, frames = tokens
+    ids, frames = tokens.ids, tokens.lengths
     assert ids.dtype == torch.long and ids.shape == (2, int(frames[0]), codec.num_codebooks)
     assert frames.tolist() == codec.frames(torch.tensor([500, 301])).tolist()
     assert (ids[1, int(frames[1]):] == -1).all() and (ids[0] >= 0).all() and ids.max() < codec.vocab_size

@@ -151,7 +151,8 @@ def test_every_audio_entry_takes_float64_and_checks_the_sample_rate(name):
 def test_every_audio_entry_gives_empty_ids_for_empty_audio(name):
     tok = zoo.load(name)
     for x in (torch.zeros(0, 16000), torch.zeros(2, 0)):
-        ids, lengths = tok.encode(x)
+        encoded = tok.encode(x)
+        ids, lengths = encoded.ids, encoded.lengths
         assert ids.shape[:2] == (x.shape[0], 0) and ids.dtype == torch.long  # [B, 0] or [B, 0, q]
         assert lengths.tolist() == [0] * x.shape[0]
 

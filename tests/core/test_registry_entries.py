@@ -116,7 +116,7 @@ def test_modality_contract(name):
             assert recon.min() >= 0 and recon.max() <= 1
         return
     assert isinstance(encoded, AudioTokens)
-    ids, lengths = encoded
+    ids, lengths = encoded.ids, encoded.lengths
     assert ids.dtype == torch.long and ids.shape[0] == 2 and ids.ndim in (2, 3)
     assert lengths.tolist()[0] == ids.shape[1] and lengths[1] < lengths[0]
     valid = ids[0]

@@ -5,6 +5,11 @@
         -> the wrapped model's encoder + quantiser -> ids [B, N, w]   (-1 past each item's frames)
     ids [B, N, w] -> the wrapped model's dequantiser + decoder -> audio [B, N * hop]
 
+A codec that normalises its input chunk by chunk (EnCodec 48 kHz) lays its chunks' rows one after another on the
+time axis and returns their scales beside the ids (``AudioTokens.scales``, ``[B, n_chunks]``); it redefines the
+row and sample arithmetic (``padded_length``, ``frames``, ``samples``, ``chunks``) and ``clip_tokens`` /
+``clip_audio``, and its module says how (``encodec_chunked.py``).
+
 ``w`` is the number of codebook levels emitted (``n_q``, chosen per call where the model was trained with
 quantiser dropout); a family whose levels run at several rates (SNAC) says in its own module how its
 levels share the one time axis. ``frame_rate`` is rows of ids per second, ``bitrate_kbps(n_q)`` =
@@ -17,8 +22,9 @@ The network is the library's class built from ``model_config`` (a plain JSON dic
 unknown keys are refused, since transformers' configs accept any key silently), seeded, float32, frozen.
 
 Weights: a folder saved here loads strictly as any zoo checkpoint. An official safetensors file is read
-tensor by tensor (``safe_open``), its names mapped to the library's (``rename``: weight-norm ``weight_g`` /
-``weight_v`` -> ``parametrizations.weight.original0 / 1``) and loaded strictly; training-only statistics the
+tensor by tensor (``safe_open``), mapped to the library's names by the family's ``convert`` (by default ``rename``:
+weight-norm ``weight_g`` / ``weight_v`` -> ``parametrizations.weight.original0 / 1``; DAC also reads descript's own
+layout) and loaded strictly; training-only statistics the
 file lacks (EMA counters of the codebooks, ``unused_buffers``) keep the network's own values and compute
 nothing. Half precision is widened to float32 (exact). Pickled files are never read here:
 ``python -m zoo.audio.published.convert`` turns them into a folder once (``torch.load(weights_only=True)``).
@@ -129,6 +135,32 @@ class PublishedAudioCodec(NeuralTokenizer):
         """ids ``[b, n, w]`` (no -1) -> audio ``[b, n * hop]``."""
         raise ZooError(f"{type(self).__name__} does not define decode_clip")
 
+    # -- what a chunk-normalised family redefines (the defaults: one clip, ids that decode on their own) ---------
+    @property
+    def has_scales(self) -> bool:
+        """Whether decoding needs ``AudioTokens.scales`` beside the ids."""
+        return False
+
+    def padded_length(self, length: int) -> int:
+        """Samples an item of ``length`` samples is zero-padded to before it is encoded."""
+        return length + (-length % self.pad_multiple)
+
+    def samples(self, frames: torch.Tensor) -> torch.Tensor:
+        """Samples that ``frames`` rows of ids decode to."""
+        return frames * self.hop
+
+    def chunks(self, frames: torch.Tensor) -> torch.Tensor:
+        """Scales per item for ``frames`` rows (none unless ``has_scales``)."""
+        return torch.zeros_like(frames)
+
+    def clip_tokens(self, audio: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Padded audio ``[b, padded_length(T)]`` -> ``(ids [b, frames(T), w], scales [b, chunks] or None)``."""
+        return self.encode_clip(audio, levels), None
+
+    def clip_audio(self, ids: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
+        """ids ``[b, n, w]`` (no -1) and their scales (None unless ``has_scales``) -> audio ``[b, samples(n)]``."""
+        return self.decode_clip(ids)
+
     # -- contract --------------------------------------------------------------------------------------
     @property
     def num_codebooks(self) -> int:
@@ -171,33 +203,70 @@ class PublishedAudioCodec(NeuralTokenizer):
         frames = self.frames(lengths)
         width = self.width(levels)
         ids = torch.full((x.shape[0], int(frames.max()) if len(frames) else 0, width), -1, dtype=torch.long)
+        chunks = self.chunks(frames)
+        scales = torch.zeros(x.shape[0], int(chunks.max()) if len(chunks) else 0) if self.has_scales else None
         for length, rows in groups_by_length(lengths):
             clip = x[rows, :length].to(self.device)
-            clip = F.pad(clip, (0, -length % self.pad_multiple))
-            codes = self.encode_clip(clip, levels).long().cpu()
-            expected = (len(rows), clip.shape[-1] // self.hop, width)
+            clip = F.pad(clip, (0, self.padded_length(length) - length))
+            codes, clip_scales = self.clip_tokens(clip, levels)
+            codes = codes.long().cpu()
+            expected = (len(rows), int(frames[rows[0]]), width)
             if tuple(codes.shape) != expected:  # a wrapped model whose frame arithmetic is not ours
                 raise ZooError(f"{type(self).__name__}: the model gave ids {list(codes.shape)} for {clip.shape[-1]} "
                                f"samples, expected {list(expected)}")
             ids[rows, : codes.shape[1]] = codes
-        return AudioTokens(ids, frames)
+            if scales is not None:
+                scales[rows, : clip_scales.shape[1]] = clip_scales.float().cpu()
+        return AudioTokens(ids, frames, scales)
 
     @torch.no_grad()
     def decode(self, tokens: AudioTokens | torch.Tensor) -> torch.Tensor:
-        """``AudioTokens`` (or ids ``[B, N, w]`` / ``[B, N]``) -> audio ``[B, N * hop]``, silent past each length."""
+        """``AudioTokens`` (or ids ``[B, N, w]`` / ``[B, N]``) -> audio ``[B, samples(N)]`` (``N * hop`` unless the
+        family is chunked), silent past each length."""
         ids, frames = unpack_audio_tokens(tokens, self.checked_ids)
-        audio = torch.zeros(ids.shape[0], ids.shape[1] * self.hop)
+        scales = self.checked_scales(tokens, frames)
+        widest = self.samples(torch.cat([frames, torch.tensor([ids.shape[1]])]))  # chunked: not monotonic in frames
+        audio = torch.zeros(ids.shape[0], int(widest.max()))
         for length, rows in groups_by_length(frames):
             codes = ids[rows, :length]
             if (codes < 0).any():
                 raise ZooError(f"ids: -1 (padding) inside the first {length} frames of items {rows.tolist()}; "
                                "only frames past each item's length may be -1")
-            audio[rows, : length * self.hop] = self.fitted(self.decode_clip(codes.to(self.device)), length * self.hop)
+            samples = int(self.samples(torch.tensor(length)))
+            clip_scales = None if scales is None else scales[rows].to(self.device)
+            audio[rows, :samples] = self.fitted(self.clip_audio(codes.to(self.device), clip_scales), samples)
         return audio
+
+    def checked_scales(self, tokens, frames: torch.Tensor) -> torch.Tensor | None:
+        """The scales of ``tokens`` where this codec needs them (``[B, >= chunks]``, finite and positive within each
+        item's chunks), else None; scales given to a codec whose ids decode on their own are refused."""
+        given = tokens.scales if isinstance(tokens, AudioTokens) else None
+        name = type(self).__name__
+        if not self.has_scales:
+            if given is not None:
+                raise ZooError(f"{name}: got AudioTokens with scales, but this codec's ids decode on their own "
+                               "(scales belong to a chunk-normalised codec such as encodec-48khz)")
+            return None
+        if given is None:
+            raise ZooError(f"{name}: decode needs the per-chunk scales beside the ids: pass the AudioTokens that "
+                           "encode returned (ids, lengths, scales), not bare ids")
+        scales = torch.as_tensor(given)
+        chunks = self.chunks(frames)
+        needed = int(chunks.max()) if len(chunks) else 0
+        if not scales.is_floating_point() or scales.ndim != 2 or scales.shape[0] != len(frames) \
+                or scales.shape[1] < needed:
+            raise ZooError(f"{name}: scales must be float [B, n_chunks] with B = {len(frames)} and n_chunks >= "
+                           f"{needed}, got {scales.dtype} {list(scales.shape)}")
+        scales = scales.float().cpu()
+        valid = torch.arange(scales.shape[1])[None] < chunks[:, None]
+        if not (torch.isfinite(scales[valid]).all() and (scales[valid] > 0).all()):
+            raise ZooError(f"{name}: scales within each item's chunks must be finite and positive (they are RMS "
+                           "levels), got " + str(scales[valid].tolist()[:8]))
+        return scales
 
     def fitted(self, audio: torch.Tensor, samples: int) -> torch.Tensor:
         """A decoder's output cut or zero-padded at the end to ``samples``: transposed convolutions may give a few
-        samples more or less than ``frames * hop`` (DAC 16 kHz: 8 fewer for 13 frames); a frame off is an error."""
+        samples more or less than ``samples(frames)`` (DAC 16 kHz: 8 fewer for 13 frames); a frame off is an error."""
         audio = audio.float().cpu()
         if abs(audio.shape[-1] - samples) >= self.hop:
             raise ZooError(f"{type(self).__name__}: the decoder gave {audio.shape[-1]} samples, expected {samples}")
@@ -254,6 +323,11 @@ class PublishedAudioCodec(NeuralTokenizer):
                 name = name[: -len(old)] + new
         return name if name.startswith("model.") else "model." + name
 
+    def convert(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An official file's tensors -> this wrapper's state dict (default: ``rename`` each; a family whose authors'
+        layout differs from the library's, DAC's, maps it here)."""
+        return {self.rename(name): tensor for name, tensor in state.items()}
+
     def _load_weights(self, path: Path) -> None:
         if path.suffix in PICKLE_SUFFIXES:
             raise ZooError(f"{path}: a pickled checkpoint, which zoo.load never reads; convert it once with "
@@ -265,10 +339,10 @@ class PublishedAudioCodec(NeuralTokenizer):
                 names = list(handle.keys())
                 if names and all(name.startswith("model.") for name in names):  # a folder saved here
                     return super()._load_weights(path)
-                state = {self.rename(name): handle.get_tensor(name) for name in names}
+                state = {name: handle.get_tensor(name) for name in names}
         except SafetensorError as err:
             raise ZooError(f"{path}: not a valid safetensors file ({err})") from None
-        self.load_converted(state, str(path))
+        self.load_converted(self.convert(state), str(path))
 
     def load_converted(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Load a state dict in this wrapper's names strictly; half precision is widened, nothing else is cast."""

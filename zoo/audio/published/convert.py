@@ -3,8 +3,9 @@
     python -m zoo.audio.published.convert ~/Downloads/pytorch_model.bin --to runs/snac-24khz snac-24khz
 
 The file is read with ``torch.load(weights_only=True)``: tensors and plain containers, never code; a file
-that needs a full unpickle is refused with the reason. Its names are mapped by the family's ``rename``
-(weight-norm ``weight_g`` / ``weight_v`` -> parametrizations) and loaded strictly into the named entry's
+that needs a full unpickle is refused with the reason. Its tensors are mapped by the family's ``convert``
+(weight-norm ``weight_g`` / ``weight_v`` -> parametrizations; for DAC, descript's ``weights.pth`` layout ->
+transformers' names with the weight norm folded in) and loaded strictly into the named entry's
 network; ``zoo.load(DIR)`` then reads safetensors only. With the entry's weights cached
 (``zoo.hub.cached_path``), pass that path as the source: its pin is checked first.
 """
@@ -38,8 +39,7 @@ def convert_checkpoint(source: str | Path, directory: str | Path, tokenizer) -> 
 
             if Path(source).resolve() == cached_path(weights["path"], weights.get("revision")).resolve():
                 resolve_weights(weights["path"], weights.get("sha256"), weights.get("revision"))
-    state = {type(tok).rename(name): tensor for name, tensor in read_weights_only(source).items()}
-    tok.load_converted(state, str(source))
+    tok.load_converted(tok.convert(read_weights_only(source)), str(source))
     metadata = {"converted_from": str(source), "source_sha256": sha256_of(source)}
     return tok.save_pretrained(directory, metadata=metadata)
 

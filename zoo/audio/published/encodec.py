@@ -7,9 +7,8 @@
 The model was trained with quantiser dropout over a fixed set of bandwidths (24 kHz: 1.5 / 3 / 6 / 12 /
 24 kbps = 2 / 4 / 8 / 16 / 32 levels of 1024 codes at 75 frames/s); ``n_q`` must be one of those level
 counts, ``bandwidth`` (kbps) in the entry's config picks the default. The 24 kHz model is mono, unchunked
-and not normalised, so its ids decode back on their own. The 48 kHz model (stereo, 1 s chunks with a
-per-chunk RMS scale the decoder needs beside the ids) does not fit a tokens-only contract and has no entry
-here (docs/audio-published.md).
+and not normalised, so its ids decode back on their own. The 48 kHz model (stereo, 1 s chunks, each with an RMS
+scale the decoder needs beside the ids) is ``ChunkedEncodecTokenizer`` in ``encodec_chunked.py``.
 """
 
 from __future__ import annotations
@@ -30,15 +29,20 @@ class EncodecTokenizer(TransformersCodec):
         self._bandwidth_arg = bandwidth
         super().__init__(model_config, n_q=None, resample=resample, seed=seed)
         config = self.model.config
-        if config.normalize or config.chunk_length_s is not None or config.audio_channels != 1:
-            raise ZooError("EncodecTokenizer: only the mono, unchunked, unnormalised EnCodec (24 kHz) is wrapped; "
-                           f"got audio_channels={config.audio_channels}, normalize={config.normalize}, "
-                           f"chunk_length_s={config.chunk_length_s}")
+        self.check_layout(config)
         if bandwidth is not None:
             if bandwidth not in config.target_bandwidths:
                 raise ZooError(f"EncodecTokenizer: bandwidth must be one of {config.target_bandwidths} kbps, "
                                f"got {bandwidth!r}")
             self.n_q = self.levels_for(bandwidth)
+
+    def check_layout(self, config) -> None:
+        """The mono, unchunked, unnormalised model only (its ids decode on their own)."""
+        if config.normalize or config.chunk_length_s is not None or config.audio_channels != 1:
+            raise ZooError("EncodecTokenizer: only the mono, unchunked, unnormalised EnCodec (24 kHz) is wrapped here "
+                           "(the chunked 48 kHz one is zoo.audio.published.encodec_chunked:ChunkedEncodecTokenizer); "
+                           f"got audio_channels={config.audio_channels}, normalize={config.normalize}, "
+                           f"chunk_length_s={config.chunk_length_s}")
 
     def levels_for(self, bandwidth: float) -> int:
         return self.model.quantizer.get_num_quantizers_for_bandwidth(bandwidth)
