@@ -102,10 +102,21 @@ def cached_path(source: str, revision: str | None = None) -> Path:
 
 
 def remote_cache_path(weights: dict | None) -> Path | None:
-    """For a registry ``weights`` mapping that downloads: where its file is cached (at its revision); else None."""
+    """For a registry ``weights`` mapping that downloads: where its file is cached (at its revision); else None.
+    With ``select`` (a sharded checkpoint), the file its selected tensors are gathered into."""
     if not weights or not weights["path"].startswith(("hf://", "https://", "http://")):
         return None
+    if weights.get("select"):
+        return selected_path(weights["path"], weights.get("revision"), weights["select"])
     return cached_path(weights["path"], weights.get("revision"))
+
+
+def resolve_entry_weights(weights: dict) -> Path:
+    """A registry ``weights`` mapping resolved to one local, verified file (``resolve_weights`` or, with
+    ``select``, ``resolve_selected``)."""
+    if weights.get("select"):
+        return resolve_selected(weights["path"], weights["select"], weights.get("sha256"), weights.get("revision"))
+    return resolve_weights(weights["path"], weights.get("sha256"), weights.get("revision"))
 
 
 def _offline() -> bool:
@@ -155,6 +166,16 @@ def _first_use_sha256(local: Path) -> str:
     return actual
 
 
+def _checked_first_use(local: Path) -> Path:
+    """``local``, after checking it against the sha256 recorded when it was first used (recorded now if new)."""
+    expected = _first_use_sha256(local)
+    actual = sha256_of(local)
+    if actual != expected:
+        raise ZooError(f"{local}: sha256 is {actual}, but {expected} was recorded when it was first used "
+                       f"({recorded_sha256_path(local)}); the cached file changed. Delete both to fetch it again")
+    return local
+
+
 def pin_of(source: str, sha256: str | None = None, revision: str | None = None) -> dict:
     """Which pin a weights source has: the published sha256, or the revision and/or the first-use record."""
     if sha256 is not None:
@@ -165,6 +186,69 @@ def pin_of(source: str, sha256: str | None = None, revision: str | None = None) 
     recorded = record.read_text(encoding="ascii", errors="replace").strip() if record.is_file() else None
     kind = "revision + sha256 on first download" if revision else "sha256 on first download"
     return {"kind": kind, "sha256": recorded, "revision": revision, "recorded_at": str(record)}
+
+
+SHARD_INDEX_SUFFIX = ".safetensors.index.json"
+
+
+def selected_path(source: str, revision: str | None, select: str) -> Path:
+    """Where the tensors under ``select`` of a sharded checkpoint (``source`` is its index) are kept once gathered."""
+    index = cached_path(source, revision)
+    digest = hashlib.sha256(select.encode()).hexdigest()[:12]
+    return index.with_name(f"{index.name[: -len(SHARD_INDEX_SUFFIX)]}.select-{digest}.safetensors")
+
+
+def _shards_holding(index: Path, select: str) -> list[str]:
+    """The shard files a safetensors index names for the tensors whose names start with ``select``."""
+    import json
+
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (ValueError, KeyError, TypeError):
+        raise ZooError(f"{index}: not a safetensors index (a JSON object with a 'weight_map')") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ZooError(f"{index}: 'weight_map' must map tensor names to shard file names")
+    shards = sorted({shard for name, shard in weight_map.items() if name.startswith(select)})
+    if not shards:
+        raise ZooError(f"{index}: no tensor name starts with {select!r} (first names: {sorted(weight_map)[:4]})")
+    for shard in shards:  # a shard is a file beside the index, never a path that leaves the repository
+        if "/" in shard or "\\" in shard or shard.startswith(".") or not shard.endswith(".safetensors"):
+            raise ZooError(f"{index}: shard name {shard!r} is not a .safetensors file name beside the index")
+    return shards
+
+
+def resolve_selected(source: str, select: str, sha256: str | None = None, revision: str | None = None) -> Path:
+    """The tensors under the prefix ``select`` of a sharded safetensors checkpoint, gathered once into one file.
+
+    ``source`` is the checkpoint's ``model.safetensors.index.json`` (pinned by ``sha256`` or on first use, like any
+    file); only the shards it names for ``select`` are fetched (each pinned on first use at the same revision), and
+    their ``select`` tensors are written to one cached safetensors file (names kept), itself checked on every later
+    use. A 7B multimodal checkpoint whose image tokenizer sits under ``model.vqmodel.`` thus yields a file of just
+    the tokenizer, read by the family as a whole-model file."""
+    if not source.endswith(SHARD_INDEX_SUFFIX) or not source.startswith("hf://"):
+        raise ZooError(f"{source}: weights.select reads a sharded hub checkpoint; expected an hf:// path ending in "
+                       f"{SHARD_INDEX_SUFFIX}")
+    gathered = selected_path(source, revision, select)
+    if gathered.is_file():
+        return _checked_first_use(gathered)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    index = resolve_weights(source, sha256, revision)
+    folder = source[: -len(index.name)]
+    tensors = {}
+    for shard in _shards_holding(index, select):
+        local = resolve_weights(folder + shard, revision=revision)
+        with safe_open(str(local), framework="pt") as handle:
+            tensors.update({name: handle.get_tensor(name) for name in handle.keys() if name.startswith(select)})
+    fd, tmp = tempfile.mkstemp(prefix=f".{gathered.name}.", suffix=".part", dir=gathered.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"source": source, "select": select, "index_sha256": sha256_of(index)})
+        os.replace(tmp, gathered)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return _checked_first_use(gathered)
 
 
 def resolve_weights(source: str, sha256: str | None = None, revision: str | None = None) -> Path:
@@ -181,15 +265,7 @@ def resolve_weights(source: str, sha256: str | None = None, revision: str | None
                 raise
             except Exception as err:  # network errors of every kind end the same way for the user
                 raise ZooError(f"could not download {source} ({type(err).__name__}: {err}); {where}") from None
-        if sha256 is None:
-            expected = _first_use_sha256(local)
-            actual = sha256_of(local)
-            if actual != expected:
-                raise ZooError(f"{local}: sha256 is {actual}, but {expected} was recorded when it was first used "
-                               f"({recorded_sha256_path(local)}); the cached file changed. Delete both to fetch "
-                               "it again")
-            return local
-        return verify_sha256(local, sha256)
+        return verify_sha256(local, sha256) if sha256 is not None else _checked_first_use(local)
     local = resolve_resource(source)
     if not local.is_file():
         raise ZooError(f"weights file {source} not found (looked in the working directory and the package data)")

@@ -80,9 +80,9 @@ def resolve(spec: Any, pretrained: bool | None = None, trust_remote_code: bool =
     use_weights = entry.pretrained if pretrained is None else bool(pretrained)
     if use_weights:
         if entry.weights is not None:
-            from zoo.hub import resolve_weights
+            from zoo.hub import resolve_entry_weights
 
-            weights = resolve_weights(entry.weights["path"], entry.weights.get("sha256"), entry.weights.get("revision"))
+            weights = resolve_entry_weights(entry.weights)
             model.load_weights(weights, dtype_cast=dtype_cast)
         elif entry.needs_training:
             hint = f" train it with `zoo train {entry.recipe}`" if entry.recipe else " use pretrained=False"

@@ -65,7 +65,8 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "card": (dict,),
 }
 _REQUIRED = ("target", "modality", "summary")
-_WEIGHT_FIELDS: dict[str, tuple[type, ...]] = {"path": (str,), "sha256": (str,), "revision": (str,)}
+# select: the tensor-name prefix to take from a sharded checkpoint whose path is its .safetensors.index.json
+_WEIGHT_FIELDS: dict[str, tuple[type, ...]] = {"path": (str,), "sha256": (str,), "revision": (str,), "select": (str,)}
 _INPUT_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "text": {"type": (str,)},
     "image": {"size": (int,), "multiple_of": (int,), "min_size": (int,), "max_size": (int,), "range": (list,),
@@ -181,6 +182,10 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
             raise ZooError(f"{where}: missing required key 'weights.path'")
         if "revision" in weights:
             checked_revision(weights["path"], weights["revision"])
+        if "select" in weights and not (weights["path"].startswith("hf://") and weights["path"].endswith(
+                ".safetensors.index.json") and weights["select"]):
+            raise ZooError(f"{where}: weights.select takes a tensor-name prefix from a sharded hub checkpoint; "
+                           "weights.path must then be an hf:// ...safetensors.index.json")
     if raw.get("inputs") is not None:
         _check_inputs(where, raw["modality"], raw["inputs"])
     if raw.get("card") is not None:
