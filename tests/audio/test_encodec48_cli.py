@@ -46,3 +46,14 @@ def test_bare_ids_are_refused_and_bad_scales_named(folder, tmp_path, capsys):
     bad = json.dumps({"ids": ids, "scales": ["x"]})
     assert cli.main(["decode", str(folder), bad, "-o", str(tmp_path / "out.wav")]) == 2
     assert "'scales' must be a list of numbers" in capsys.readouterr().err
+
+
+
+def test_token_shards_refuse_a_codec_whose_ids_need_scales(folder, tmp_path):
+    from zoo.errors import ZooError
+    from zoo.tokenize import tokenize
+
+    with pytest.raises(ZooError, match="gives per-chunk scales beside its ids .* token shards store ids only"):
+        tokenize(str(folder), "synthetic-audio:count=2,sample_rate=800", tmp_path / "shards", engine="local",
+                 progress=False)
+    assert not list((tmp_path / "shards").glob("shard-*.parquet"))  # nothing half-written

@@ -33,6 +33,8 @@ DATASETS = LazyTable("dataset", {
     "synthetic-images": "zoo.data.synthetic:synthetic_images",
     "image-tokens": "zoo.data.tokens:image_tokens",
     "token-shards": "zoo.data.token_shards:token_shards",
+    "webdataset": "zoo.data.webdataset_source:webdataset",
+    "hf-dataset": "zoo.data.hf_source:hf_dataset",
     "gm-notes": "zoo.data.audio:gm_notes",
     "espeak": "zoo.data.audio:espeak",
     "espeak-phones": "zoo.data.phonemes:espeak_phones",

@@ -8,7 +8,8 @@ import argparse
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="registry name, checkpoint folder or file:PATH")
     parser.add_argument("source", help="a dataset spec: fortunes:en, photos:size=64, image-folder:/data, "
-                                       "audio-folder:/data, text-files:/data/*.txt, ...")
+                                       "audio-folder:/data, text-files:/data/*.txt, "
+                                       "webdataset:/data/shards-{000000..000009}.tar, hf-dataset:/data/saved, ...")
     parser.add_argument("--out", required=True, help="folder for the shards and manifest.json")
     parser.add_argument("--workers", type=int, default=1, help="actors encoding in parallel (default 1)")
     parser.add_argument("--items-per-shard", type=int, default=1024, help="rows per Parquet shard (default 1024)")

@@ -58,7 +58,7 @@ def item_key(item: dict, index: int) -> str:
     return str(index)
 
 
-def _ids_of(tokenizer, item: dict) -> torch.Tensor:
+def _ids_of(tokenizer, item: dict, index: int) -> torch.Tensor:
     """One item's ids as a tensor (text: a list of ints; images: ``[h, w]``...; audio: the valid frames)."""
     modality = tokenizer.modality
     if modality not in item:
@@ -70,7 +70,15 @@ def _ids_of(tokenizer, item: dict) -> torch.Tensor:
     with torch.no_grad():
         if modality == "image":
             return torch.as_tensor(tokenizer.encode(value.unsqueeze(0)))[0].long().cpu()
+        rate = item.get("sample_rate")  # sources that keep each file's own rate say it per item
+        if rate is not None and int(rate) != int(tokenizer.sample_rate):
+            raise ZooError(f"tokenize: item {item_key(item, index)!r} is audio at {rate} Hz but the tokenizer takes "
+                           f"{tokenizer.sample_rate} Hz; add sample_rate={tokenizer.sample_rate} to the source spec")
         encoded = tokenizer.encode(value.reshape(1, -1))
+        if encoded.scales is not None:  # shards store ids only, and these ids would not decode without their scales
+            raise ZooError(f"tokenize: {type(tokenizer).__name__} gives per-chunk scales beside its ids "
+                           "(AudioTokens.scales, EnCodec 48 kHz) and token shards store ids only; use a codec whose "
+                           "ids decode on their own (encodec-24khz, dac-*, mimi, ...)")
         return encoded.ids[0, : int(encoded.lengths[0])].long().cpu()
 
 
@@ -82,7 +90,7 @@ def encode_shard(tokenizer, dataset, plan: Plan, shard: int) -> bytes:
     keys, ids, shapes, labels = [], [], [], []
     for index in plan.items(shard):
         item = dataset[index]
-        tokens = _ids_of(tokenizer, item)
+        tokens = _ids_of(tokenizer, item, index)
         keys.append(item_key(item, index))
         ids.append(tokens.reshape(-1).tolist())
         shapes.append(list(tokens.shape))
