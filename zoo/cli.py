@@ -24,6 +24,8 @@ EXTENSIONS = {
     "convert": ("zoo.export.convert_command", "turn an authors' checkpoint file into a zoo folder (weights only)"),
     "sentinel": ("zoo.transfer.sentinel_command", "key a tokenizer (and a zoo GPT) with a passkey (SentinelLMs)"),
     "expand": ("zoo.transfer.expand_command", "extend a BPE with new-language tokens and a model with rows for them"),
+    "zett-train": ("zoo.transfer.zett_command", "train a ZeTT hypernetwork that predicts a GPT's embeddings for any "
+                   "tokenizer"),
 }
 
 

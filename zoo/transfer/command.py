@@ -1,12 +1,15 @@
 """``zoo transfer``: initialise the token embeddings of a model for a new tokenizer.
 
     zoo transfer model.safetensors --old OLD_TOKENIZER --new NEW_TOKENIZER -o new.safetensors \\
-        [--method fvt|normal|multivariate|focus|wechsel] [--key NAME ...] [--target-text FILE ...] [--seed N]
+        [--method fvt|normal|multivariate|focus|wechsel|zett] [--key NAME ...] [--target-text FILE ...] [--seed N]
         [--source-text FILE ... | --source-fasttext BIN] [--target-fasttext BIN] [--dictionary SPEC]
+        [--hypernet DIR] [--zett-all-rows]
 
 Overlapping tokens keep their rows; the others are initialised by ``--method`` (see ``zoo.transfer``).
 WECHSEL aligns fastText spaces of the two languages over ``--dictionary`` (``pycountry:de``, ``cldr:de``,
-``identical``, a TSV file; joined with ``+``).
+``identical``, a TSV file; joined with ``+``). ZeTT predicts rows with a hypernetwork trained for the model
+(``--hypernet``: a folder from ``python -m zoo.transfer.zett_command``, e.g. the shipped
+``weights/zett-adt-gpt-bpe32k``; see ``zoo.transfer.zett``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--old", required=True, help="the tokenizer the embeddings were trained with")
     parser.add_argument("--new", required=True, help="the new tokenizer (tokenizer.json, folder or registry name)")
     parser.add_argument("-o", "--output", required=True, help="safetensors file to write")
-    parser.add_argument("--method", default="fvt", choices=["fvt", "normal", "multivariate", "focus", "wechsel"])
+    # spelled out rather than imported: zoo.transfer.embeddings imports torch, which `zoo --help` should not wait for
+    parser.add_argument(
+        "--method", default="fvt", choices=["fvt", "normal", "multivariate", "focus", "wechsel", "zett"]
+    )
     parser.add_argument(
         "--key",
         action="append",
@@ -57,6 +63,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="WECHSEL as published: recompute overlapping tokens' rows too (only specials are copied)",
     )
+    parser.add_argument(
+        "--hypernet",
+        metavar="DIR",
+        help="ZeTT: the hypernetwork trained for this model (shipped: weights/zett-adt-gpt-bpe32k)",
+    )
+    parser.add_argument(
+        "--zett-all-rows",
+        action="store_true",
+        help="ZeTT as published: predict overlapping tokens' rows too (only special tokens are copied)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -70,6 +86,27 @@ def _read_texts(items: list[str] | None, flag: str) -> list[str] | None:
             raise ZooError(f"{flag} {item}: no such file")
         texts.append(path.read_text(encoding="utf-8", errors="replace"))
     return texts
+
+
+def _run_zett(args: argparse.Namespace):
+    from zoo.transfer.zett import load_hypernet, transfer_file_zett
+
+    if not args.hypernet:
+        raise ZooError(
+            "--method zett needs --hypernet DIR: a ZeTT hypernetwork trained for this model (the shipped "
+            "weights/zett-adt-gpt-bpe32k serves weights/adt-gpt-bpe32k; train others with "
+            "`python -m zoo.transfer.zett_command`)"
+        )
+    return transfer_file_zett(
+        args.embeddings,
+        args.old,
+        args.new,
+        args.output,
+        load_hypernet(args.hypernet),
+        keys=args.key,
+        copy_overlap=not args.zett_all_rows,
+        seed=args.seed,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,17 +124,20 @@ def run(args: argparse.Namespace) -> int:
         }
     if not Path(args.embeddings).is_file():
         raise ZooError(f"{args.embeddings}: no such safetensors file")
-    results = transfer_file(
-        args.embeddings,
-        args.old,
-        args.new,
-        args.output,
-        method=args.method,
-        keys=args.key,
-        target_texts=texts,
-        seed=args.seed,
-        **options,
-    )
+    if args.method == "zett":
+        results = _run_zett(args)
+    else:
+        results = transfer_file(
+            args.embeddings,
+            args.old,
+            args.new,
+            args.output,
+            method=args.method,
+            keys=args.key,
+            target_texts=texts,
+            seed=args.seed,
+            **options,
+        )
     summary = {
         key: {"rows": int(r.embeddings.shape[0]), "copied": r.copied, "initialised": r.initialised}
         for key, r in results.items()
