@@ -50,6 +50,8 @@ EXPECT = {
     # coding): no format holds them
     "numbers-digits": NUMBERS, "numbers-l2r3": NUMBERS, "numbers-r2l3": NUMBERS,
     "eiw-w64-v65k": NO_FORMAT,
+    "pooling-ws-fortunes": NO_FORMAT,
+    "pooling-learned-fortunes": NO_FORMAT,
 }
 KINDS = ("tiktoken", "byte-level", "wordpiece", "unigram", "sentencepiece")
 

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 import zoo
 from zoo.hub import remote_cache_path
 
+# The neural text entries (pooling-*) run tiny transformers: one thread, as the other small-model tests do.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEXT_NAMES = zoo.list_tokenizers(modality="text")
 # Entries tagged "slow" (a model step per byte: Equal-Info Windows) get 3 batches here, 300 strings; their own test
 # file fuzzes them further (tests/generators/test_equal_info.py).
