@@ -18,13 +18,6 @@ SOURCE = "hf://org/repo/sub/model.safetensors"
 REV = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "cache"
-
-
 def _place(source, data: bytes, revision=None):
     local = hub.cached_path(source, revision)
     local.parent.mkdir(parents=True, exist_ok=True)

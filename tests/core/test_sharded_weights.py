@@ -18,13 +18,6 @@ from zoo.image.published.chameleon import ChameleonVQTokenizer
 INDEX = "hf://org/big-model/model.safetensors.index.json"
 
 
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "cache"
-
-
 def _place_sharded(shards: dict[str, dict[str, torch.Tensor]], source: str = INDEX, revision=None, skip=()):
     """A sharded checkpoint in the cache: its index and every shard not in ``skip``."""
     index = hub.cached_path(source, revision)

@@ -28,7 +28,8 @@ def _words(seed: int, alphabet: str, count: int) -> str:
     return "\n".join(" ".join(rng.choices(lexicon, weights, k=12)) for _ in range(count))
 
 
-def _bpe(text: str, merges: int, specials=("<pad>",)) -> Tokenizer:
+def _bpe(text: str | list[str], merges: int, specials=("<pad>",)) -> Tokenizer:
+    """A byte-level BPE of ``merges`` merges trained on ``text`` (one string, or several)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -38,7 +39,7 @@ def _bpe(text: str, merges: int, specials=("<pad>",)) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator([text], trainer)
+    tokenizer.train_from_iterator([text] if isinstance(text, str) else text, trainer)
     return tokenizer
 
 

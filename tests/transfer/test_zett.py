@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
+from tests.transfer.test_transfer import _bpe
 from zoo.analysis.vocab import load_vocabulary
 from zoo.errors import ZooError
 from zoo.generators import GPT
@@ -27,20 +28,6 @@ def _words(seed: int, alphabet: str, count: int) -> list[str]:
     lexicon = ["".join(rng.choice(alphabet) for _ in range(rng.randint(2, 7))) for _ in range(150)]
     weights = [1 / (r + 1) for r in range(len(lexicon))]
     return [" ".join(rng.choices(lexicon, weights, k=12)) + "\n" for _ in range(count)]
-
-
-def _bpe(texts: list[str], merges: int, specials=("<pad>",)) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=256 + len(specials) + merges,
-        special_tokens=list(specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
 
 
 def _pretrain(gpt: GPT, tokenizer: Tokenizer, texts: list[str], steps: int = 150) -> None:

@@ -242,6 +242,17 @@ def transfer_embeddings(
     return TransferResult(out.to(embeddings.dtype), copied=len(overlap), initialised=counts)
 
 
+def read_tensors(path) -> tuple[dict, dict]:
+    """Every tensor of a safetensors file and its metadata (one error naming the file when it cannot be read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ZooError(f"{path}: cannot read safetensors ({err})") from None
+
+
 def transfer_file(
     embeddings_path: str | Path,
     old_tokenizer,
@@ -258,7 +269,6 @@ def transfer_file(
     ``keys`` names the tables; by default every tensor whose first dimension is the old vocabulary size
     (input embeddings, an untied output head, its bias). The output is written atomically.
     """
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import save
 
     old = load_vocabulary(old_tokenizer)
@@ -268,12 +278,7 @@ def transfer_file(
             options.get("source_word_vectors"), options.pop("source_texts", None), "source"
         )
         options["target_word_vectors"] = _word_vectors(options.get("target_word_vectors"), target_texts, "target")
-    try:
-        with safe_open(str(embeddings_path), framework="pt") as handle:
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise ZooError(f"{embeddings_path}: cannot read safetensors ({err})") from None
+    tensors, metadata = read_tensors(embeddings_path)
     if keys is None:
         keys = [k for k, t in tensors.items() if t.ndim >= 1 and t.shape[0] == old.size and t.is_floating_point()]
         if not keys:

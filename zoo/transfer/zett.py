@@ -28,7 +28,7 @@ from torch import nn
 from zoo.analysis.vocab import Vocabulary, load_vocabulary
 from zoo.errors import ZooError
 from zoo.pretrained import PretrainedModule, atomic_write_bytes, from_folder
-from zoo.transfer.embeddings import TransferResult, _normal_rows, _overlap
+from zoo.transfer.embeddings import TransferResult, _normal_rows, _overlap, read_tensors
 
 PAD = -1  # padding of a surface form
 
@@ -255,18 +255,12 @@ def transfer_file_zett(
     """``transfer_file`` with the hypernetwork: rewrite the tables it predicts (input, and output when untied) for
     the new vocabulary, keep every other tensor, write atomically. ``keys`` names the tables in the hypernetwork's
     order; by default the tensors whose names end with its ``tables``."""
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import save
 
     if not isinstance(hypernet, ZettHypernet):
         hypernet = load_hypernet(hypernet)
     old, new = load_vocabulary(old_tokenizer), load_vocabulary(new_tokenizer)
-    try:
-        with safe_open(str(embeddings_path), framework="pt") as handle:
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise ZooError(f"{embeddings_path}: cannot read safetensors ({err})") from None
+    tensors, metadata = read_tensors(embeddings_path)
     if keys is None:
         keys = _table_keys(tensors, hypernet.tables, old.size, str(embeddings_path))
     for key in keys:
