@@ -46,9 +46,21 @@ def cmd_list(args) -> int:
     width = max((len(n) for n in names), default=4)
     for name in names:
         entry = zoo.registry.get(name)
-        mark = "pretrained" if entry.pretrained else "untrained "
-        print(f"{name:<{width}}  {entry.modality:<5}  {mark}  {entry.summary}")
+        print(f"{name:<{width}}  {entry.modality:<5}  {_weights_mark(entry):<10}  {entry.summary}")
     return 0
+
+
+def _weights_mark(entry) -> str:
+    """Where an entry's weights come from: ``shipped`` (in the package), ``cached`` / ``download`` (fetched from
+    their official source on first use), ``built-in`` (ready without weights), ``untrained`` (train it first)."""
+    from zoo.hub import remote_cache_path
+
+    if entry.weights is None:
+        return "untrained" if entry.needs_training else "built-in"
+    remote = remote_cache_path(entry.weights)
+    if remote is None:
+        return "shipped"
+    return "cached" if remote.is_file() else "download"
 
 
 def cmd_info(args) -> int:

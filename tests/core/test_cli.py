@@ -27,6 +27,22 @@ def test_version_and_list():
     assert zoo_cli("list", "--modality", "image").returncode == 0
 
 
+def test_list_says_where_weights_come_from(tmp_path, monkeypatch):
+    def marks() -> dict[str, str]:
+        rows = [line.split() for line in zoo_cli("list").stdout.splitlines()]
+        return {row[0]: row[2] for row in rows if row[0] in ("byte", "vq-f8", "llamagen-vq16", "bpe-32k")}
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    assert marks() == {"byte": "built-in", "vq-f8": "shipped", "bpe-32k": "shipped", "llamagen-vq16": "download"}
+    import zoo
+    from zoo.hub import remote_cache_path
+
+    local = remote_cache_path(zoo.registry.get("llamagen-vq16").weights)
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"a file in the cache")
+    assert marks()["llamagen-vq16"] == "cached"
+
+
 def test_info():
     out = zoo_cli("info", "byte", "--json")
     assert json.loads(out.stdout)["modality"] == "text"
