@@ -222,6 +222,10 @@ def test_demo_grows_with_the_registry(tmp_path, monkeypatch, capsys):
     ready = zoo.list_tokenizers(modality="image", pretrained=True)
     expected = [n for n in ready if n not in uncached_downloads(ready)] + ["test-pixels-8"]
     assert sorted(image["results"]) == sorted(expected) and image["data"]["items"] == 8
+    # photo crops at each entry's own inputs.size; an entry naming none gets the photos dataset's default (64)
+    assert image["data"]["sizes"]["vq-fmnist"] == 32 and image["data"]["sizes"]["vq-f8"] == 64
+    assert image["data"]["sizes"]["test-pixels-8"] == 64
+    assert any("the dataset's default size" in note for note in image["notes"]["test-pixels-8"])
     page = (tmp_path / "demo" / "report.html").read_text()
     assert "demo-image" in page and "data:image/png;base64," in page
 

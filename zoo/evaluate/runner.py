@@ -118,6 +118,16 @@ def data_wants_candidate_size(data_spec) -> bool:
     return parameter is not None and parameter.default == AUTO_SIZE
 
 
+def data_default_size(data_spec) -> int | None:
+    """The dataset builder's own default ``size`` when it is a number (``photos``: 64), else None (``imagefolder``'s
+    default is ``auto`` itself): what ``size=auto`` gives a candidate whose entry names no ``inputs.size``."""
+    from zoo.data import DATASETS, parse_spec
+
+    parameter = inspect.signature(DATASETS.load(parse_spec(data_spec)[0])).parameters.get("size")
+    default = getattr(parameter, "default", None)
+    return default if isinstance(default, int) and not isinstance(default, bool) else None
+
+
 def candidate_input_size(candidate: Candidate) -> int | None:
     """The registry entry's ``inputs.size`` (pixels), or None when the candidate is not an entry or says none."""
     from zoo import registry
@@ -282,7 +292,10 @@ def evaluate_suite(
         data_at(None)  # bad data fails before any tokenizer loads
     candidates = [resolve_candidate(t) for t in tokenizers]
     unique_labels(candidates)
-    sizes = {c.label: candidate_input_size(c) if auto_size else None for c in candidates}
+    fallback = data_default_size(spec.data) if auto_size else None
+    entry_sizes = {c.label: candidate_input_size(c) for c in candidates}
+    sizes = {label: (size if size is not None else fallback) if auto_size else None
+             for label, size in entry_sizes.items()}
     first = data_at(next((s for s in sizes.values() if s is not None), None) if auto_size else None)
     modality = first.modality
     run_info = run_record(world, device)
@@ -318,7 +331,10 @@ def evaluate_suite(
             continue
         data = data_at(sizes[candidate.label])
         if auto_size:
-            notes.append(f"evaluated at {sizes[candidate.label]}x{sizes[candidate.label]} (the entry's inputs.size)")
+            side = sizes[candidate.label]
+            origin = "the entry's inputs.size" if entry_sizes[candidate.label] is not None else (
+                "the dataset's default size; the tokenizer names no inputs.size")
+            notes.append(f"evaluated at {side}x{side} ({origin})")
         if isinstance(tokenizer, torch.nn.Module):
             tokenizer.to(device)
         metrics = _build_metrics(spec, candidate, notes)
