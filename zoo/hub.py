@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import urllib.parse
 import urllib.request
@@ -136,10 +137,10 @@ def _download(source: str, destination: Path, revision: str | None = None) -> No
             parts = hf_parts(source)
             fetched = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), revision=revision)
             with open(fetched, "rb") as src, open(tmp, "wb") as dst:
-                dst.write(src.read())
+                shutil.copyfileobj(src, dst)  # in blocks: a shard of a sharded checkpoint is several GB
         else:
             with urllib.request.urlopen(source, timeout=30) as response, open(tmp, "wb") as dst:
-                dst.write(response.read())
+                shutil.copyfileobj(response, dst)
         os.replace(tmp, destination)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -150,30 +151,32 @@ def recorded_sha256_path(local: Path) -> Path:
     return local.with_name(local.name + ".sha256")
 
 
-def _first_use_sha256(local: Path) -> str:
-    """The sha256 recorded for ``local`` on first use; recorded now (atomically) when there is none yet."""
-    record = recorded_sha256_path(local)
-    if record.is_file():
-        recorded = record.read_text(encoding="ascii", errors="replace").strip()
-        if not re.fullmatch(r"[0-9a-f]{64}", recorded):
-            raise ZooError(f"{record}: not a sha256 record (64 hex digits); delete it to trust {local} again")
-        return recorded
-    actual = sha256_of(local)
-    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".part", dir=record.parent)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(actual + "\n")
-    os.replace(tmp, record)
-    return actual
-
-
 def _checked_first_use(local: Path) -> Path:
-    """``local``, after checking it against the sha256 recorded when it was first used (recorded now if new)."""
-    expected = _first_use_sha256(local)
+    """``local``, checked against the sha256 recorded when it was first used; on first use that record is written
+    (atomically) from this one hash of the file."""
     actual = sha256_of(local)
-    if actual != expected:
-        raise ZooError(f"{local}: sha256 is {actual}, but {expected} was recorded when it was first used "
-                       f"({recorded_sha256_path(local)}); the cached file changed. Delete both to fetch it again")
+    record = recorded_sha256_path(local)
+    if not record.is_file():
+        _write_atomically(record, (actual + "\n").encode("ascii"))
+        return local
+    recorded = record.read_text(encoding="ascii", errors="replace").strip()
+    if not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise ZooError(f"{record}: not a sha256 record (64 hex digits); delete it to trust {local} again")
+    if actual != recorded:
+        raise ZooError(f"{local}: sha256 is {actual}, but {recorded} was recorded when it was first used "
+                       f"({record}); the cached file changed. Delete both to fetch it again")
     return local
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary file beside it: the file is whole or absent."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def pin_of(source: str, sha256: str | None = None, revision: str | None = None) -> dict:
@@ -189,6 +192,16 @@ def pin_of(source: str, sha256: str | None = None, revision: str | None = None) 
 
 
 SHARD_INDEX_SUFFIX = ".safetensors.index.json"
+
+
+def checked_select(source: str, select) -> str:
+    """A registry ``weights.select``: a non-empty tensor-name prefix, taken from a sharded hub checkpoint whose
+    ``path`` is its ``.safetensors.index.json``."""
+    if not (isinstance(select, str) and select and source.startswith("hf://") and source.endswith(SHARD_INDEX_SUFFIX)):
+        raise ZooError(f"{source}: weights.select takes a tensor-name prefix from a sharded hub checkpoint; "
+                       f"weights.path must then be an hf:// path ending in {SHARD_INDEX_SUFFIX} "
+                       f"(got select {select!r})")
+    return select
 
 
 def selected_path(source: str, revision: str | None, select: str) -> Path:
@@ -225,14 +238,12 @@ def resolve_selected(source: str, select: str, sha256: str | None = None, revisi
     their ``select`` tensors are written to one cached safetensors file (names kept), itself checked on every later
     use. A 7B multimodal checkpoint whose image tokenizer sits under ``model.vqmodel.`` thus yields a file of just
     the tokenizer, read by the family as a whole-model file."""
-    if not source.endswith(SHARD_INDEX_SUFFIX) or not source.startswith("hf://"):
-        raise ZooError(f"{source}: weights.select reads a sharded hub checkpoint; expected an hf:// path ending in "
-                       f"{SHARD_INDEX_SUFFIX}")
+    checked_select(source, select)
     gathered = selected_path(source, revision, select)
     if gathered.is_file():
         return _checked_first_use(gathered)
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     index = resolve_weights(source, sha256, revision)
     folder = source[: -len(index.name)]
@@ -241,13 +252,8 @@ def resolve_selected(source: str, select: str, sha256: str | None = None, revisi
         local = resolve_weights(folder + shard, revision=revision)
         with safe_open(str(local), framework="pt") as handle:
             tensors.update({name: handle.get_tensor(name) for name in handle.keys() if name.startswith(select)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{gathered.name}.", suffix=".part", dir=gathered.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"source": source, "select": select, "index_sha256": sha256_of(index)})
-        os.replace(tmp, gathered)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_atomically(gathered, save(tensors, metadata={"source": source, "select": select,
+                                                         "index_sha256": sha256_of(index)}))
     return _checked_first_use(gathered)
 
 

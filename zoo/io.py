@@ -25,26 +25,40 @@ def _existing(path: str | Path) -> Path:
 
 def read_text(path: str | Path) -> str:
     try:
-        return _existing(path).read_text(encoding="utf-8")
+        return _existing(path).read_text(encoding="utf-8")  # universal newlines, as Python reads text files
     except UnicodeDecodeError as err:
         raise ZooError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
+def decode_text(data: bytes, where: str) -> str:
+    """UTF-8 bytes (a file's, or a member's of an archive, named by ``where``) as text."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ZooError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
 def read_image(path: str | Path) -> torch.Tensor:
     """An image file as float ``[3, H, W]`` in ``[0, 1]`` (grey and RGBA become RGB)."""
+    path = _existing(path)
+    return decode_image(path, str(path))
+
+
+def decode_image(source, where: str) -> torch.Tensor:
+    """An image from a path or a binary file object (an archive member's bytes in ``io.BytesIO``), named by
+    ``where`` in errors, as float ``[3, H, W]`` in ``[0, 1]``."""
     from PIL import Image, UnidentifiedImageError
 
-    path = _existing(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except UnidentifiedImageError:
-        raise ZooError(f"{path}: not an image file PIL can read (expected {', '.join(sorted(IMAGE_SUFFIXES))})") \
+        raise ZooError(f"{where}: not an image file PIL can read (expected {', '.join(sorted(IMAGE_SUFFIXES))})") \
             from None
     except Image.DecompressionBombError as err:  # far more pixels than the file's size suggests
-        raise ZooError(f"{path}: refused as a possible decompression bomb ({err})") from None
+        raise ZooError(f"{where}: refused as a possible decompression bomb ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt data inside a recognised format
-        raise ZooError(f"{path}: the image data is damaged or truncated ({err})") from None
+        raise ZooError(f"{where}: the image data is damaged or truncated ({err})") from None
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
@@ -101,21 +115,28 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> torch.Tensor
     wave is clipped to ``[-1, 1]``, since a band-limiting filter overshoots near full-scale edges (a full-scale
     square wave peaks at 1.18 after 44.1 -> 16 kHz).
     """
+    path = _existing(path)
+    return decode_audio(str(path), str(path), sample_rate)[0]
+
+
+def decode_audio(source, where: str, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Audio from a path or a binary file object, named by ``where`` in errors: ``(float mono [T] in [-1, 1], its
+    rate)``, resampled (and clipped, see ``read_audio``) to ``sample_rate`` when given."""
     import soundfile
 
     from zoo.inputs import check_audio
 
-    path = _existing(path)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except soundfile.SoundFileError as err:
-        raise ZooError(f"{path}: not an audio file soundfile can read ({err})") from None
-    wave = check_audio(torch.from_numpy(data.mean(axis=1)).unsqueeze(0), name=str(path))[0][0]
+        data, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError) as err:  # older soundfile releases raise RuntimeError
+        raise ZooError(f"{where}: not an audio file soundfile can read ({err})") from None
+    wave = check_audio(torch.from_numpy(data.mean(axis=1)).unsqueeze(0), name=where)[0][0]
     if sample_rate is not None and rate != sample_rate:
         import torchaudio.functional as F
 
         wave = F.resample(wave, rate, sample_rate).clamp(-1.0, 1.0)
-    return wave
+        rate = sample_rate
+    return wave, rate
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.hub import checked_revision
+from zoo.hub import checked_revision, checked_select
 from zoo.names import suggest
 from zoo.resources import registry_files
 from zoo.yamlfile import read_yaml
@@ -182,10 +182,11 @@ def parse_entry(name: Any, raw: Any, source: str) -> Entry:
             raise ZooError(f"{where}: missing required key 'weights.path'")
         if "revision" in weights:
             checked_revision(weights["path"], weights["revision"])
-        if "select" in weights and not (weights["path"].startswith("hf://") and weights["path"].endswith(
-                ".safetensors.index.json") and weights["select"]):
-            raise ZooError(f"{where}: weights.select takes a tensor-name prefix from a sharded hub checkpoint; "
-                           "weights.path must then be an hf:// ...safetensors.index.json")
+        if "select" in weights:
+            try:
+                checked_select(weights["path"], weights["select"])
+            except ZooError as err:
+                raise ZooError(f"{where}: {err}") from None
     if raw.get("inputs") is not None:
         _check_inputs(where, raw["modality"], raw["inputs"])
     if raw.get("card") is not None:

@@ -85,7 +85,7 @@ def test_a_bad_index_is_refused_with_the_reason(cache, weight_map, message):
 
 
 def test_select_needs_a_hub_index(cache):
-    with pytest.raises(ZooError, match="expected an hf:// path ending in .safetensors.index.json"):
+    with pytest.raises(ZooError, match=r"weights.path must then be an hf:// path ending in \.safetensors\.index\.json"):
         hub.resolve_selected("hf://org/repo/model.safetensors", "model.")
     from zoo.registry import read_registry_file
 

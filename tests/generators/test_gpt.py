@@ -26,6 +26,24 @@ def test_shapes_and_causality():
     assert not torch.allclose(model(changed)[:, 7:], logits[:, 7:])
 
 
+def test_forward_with_tables_is_forward_with_other_rows():
+    tied, untied = _tiny(), _tiny(tie_embeddings=False)
+    ids = torch.randint(0, 17, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(tied.forward_with_tables(ids, tied.token_embedding.weight), tied(ids))
+        own = untied.forward_with_tables(ids, untied.token_embedding.weight, untied.head.weight)
+        torch.testing.assert_close(own, untied(ids))
+        # a 5-row vocabulary: its rows embed ids 0..4 and the logits run over those 5 rows only
+        rows = torch.randn(5, 32, generator=torch.Generator().manual_seed(1))
+        small = ids % 5
+        logits = tied.forward_with_tables(small, rows)
+        assert logits.shape == (2, 9, 5)
+        manual = tied.token_embedding.weight.clone()
+        manual[:5] = rows
+        tied.token_embedding.weight.copy_(manual)  # the same rows placed in the model's own table
+        torch.testing.assert_close(logits, tied(small)[..., :5])
+
+
 def test_seeded_init_is_deterministic_and_tied():
     a, b = _tiny(), _tiny()
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):

@@ -119,7 +119,7 @@ def test_webdataset_errors_name_the_problem(tmp_path, make, spec, message):
 def test_a_damaged_file_inside_a_shard_is_named(tmp_path):
     write_tar(tmp_path / "x.tar", [("a.png", b"not a png"), ("a.cls", b"seven")])
     data = load_dataset(f"webdataset:{tmp_path / 'x.tar'}")
-    with pytest.raises(ZooError, match="x.tar: sample 'a' \\(image\\): not an image PIL can read"):
+    with pytest.raises(ZooError, match="x.tar: sample 'a' \\(image\\): not an image file PIL can read"):
         data[0]
     with pytest.raises(ZooError, match="a .cls file must hold one integer, got b'seven'"):
         load_dataset(f"webdataset:{tmp_path / 'x.tar'},modality=text")[0]

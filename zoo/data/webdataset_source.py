@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from zoo import io as zoo_io
 from zoo.errors import ZooError
 
 # Extension -> the item entry it fills; FIELDS' order is the code stored per member.
@@ -188,40 +189,15 @@ def _members(path: Path):
 
 def decode_image(data: bytes, where: str, size: int | None = None) -> torch.Tensor:
     """Encoded image bytes -> float ``[3, H, W]`` in ``[0, 1]``; ``size`` resizes and centre-crops as image-folder."""
-    from PIL import Image, UnidentifiedImageError
-
     from zoo.data.images import _centre_square
 
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = np.array(image.convert("RGB"), dtype=np.uint8)  # a copy: torch wants a writable array
-    except UnidentifiedImageError:
-        raise ZooError(f"{where}: not an image PIL can read") from None
-    except Image.DecompressionBombError as err:
-        raise ZooError(f"{where}: refused as a possible decompression bomb ({err})") from None
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ZooError(f"{where}: the image data is damaged or truncated ({err})") from None
-    image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0).contiguous()
+    image = zoo_io.decode_image(io.BytesIO(data), where)
     return _centre_square(image, size) if size is not None else image
 
 
 def decode_audio(data: bytes, where: str, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
     """Encoded audio bytes -> (float mono ``[T]`` in ``[-1, 1]``, its rate), resampled to ``sample_rate`` if given."""
-    import soundfile
-
-    from zoo.inputs import check_audio
-
-    try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError) as err:
-        raise ZooError(f"{where}: not audio soundfile can read ({err})") from None
-    wave = check_audio(torch.from_numpy(samples.mean(axis=1)).unsqueeze(0), name=where)[0][0]
-    if sample_rate is not None and rate != sample_rate:
-        import torchaudio.functional as F
-
-        wave = F.resample(wave, rate, sample_rate).clamp(-1.0, 1.0)  # the filter overshoots near full scale
-        rate = sample_rate
-    return wave, rate
+    return zoo_io.decode_audio(io.BytesIO(data), where, sample_rate)
 
 
 def decode_label(data: bytes, where: str) -> int:
@@ -229,13 +205,6 @@ def decode_label(data: bytes, where: str) -> int:
         return int(data.decode("utf-8").strip())
     except (UnicodeDecodeError, ValueError):
         raise ZooError(f"{where}: a .cls file must hold one integer, got {data[:40]!r}") from None
-
-
-def decode_text(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ZooError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 # -- the dataset -------------------------------------------------------------------------------------------------
@@ -283,7 +252,7 @@ class WebDatasetShards(Dataset):
             elif field == "audio":
                 item["audio"], item["sample_rate"] = decode_audio(data, where, self.sample_rate)
             elif field == "text":
-                item["text"] = decode_text(data, where)
+                item["text"] = zoo_io.decode_text(data, where)
             else:
                 item["label"] = decode_label(data, where)
         return item

@@ -153,13 +153,23 @@ class GPT(PretrainedModule):
             raise ZooError(f"GPT: labels must be [B={batch}] ints in [0, {self.num_classes}), got {labels.tolist()}")
         return labels
 
-    def _run(self, x: torch.Tensor, offset: int, caches: list[dict] | None) -> torch.Tensor:
-        """Embeddings x [B, L, D] at positions offset.. -> logits [B, L, V]."""
+    def _run(self, x: torch.Tensor, offset: int, caches: list[dict] | None,
+             head: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings x [B, L, D] at positions offset.. -> logits [B, L, V] (over ``head`` [V', D]'s rows if given)."""
         positions = torch.arange(offset, offset + x.shape[1], device=x.device)
         h = x + self.position_embedding(positions)
         for i, block in enumerate(self.blocks):
             h = block(h, None if caches is None else caches[i])
-        return self.head(self.norm(h))
+        return self.head(self.norm(h)) if head is None else F.linear(self.norm(h), head)
+
+    def forward_with_tables(self, ids: torch.Tensor, input_rows: torch.Tensor,
+                            output_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` (unconditional) with other token tables: ``input_rows`` [V', D] embed ids in [0, V'), and
+        ``output_rows`` [V', D] (default: ``input_rows``, as tied) give the logits [B, T, V']. Embedding transfer
+        scores a new vocabulary's rows through it without building a second model (ZeTT trains through it)."""
+        start = self.start_embedding(self._start_ids(None, ids.shape[0], ids.device))  # the null class
+        x = torch.cat([start[:, None], F.embedding(ids[:, :-1], input_rows)], dim=1)  # [B, T, D]
+        return self._run(x, 0, None, head=input_rows if output_rows is None else output_rows)
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """ids [B, T] (T <= context_length) -> logits [B, T, V]; ``logits[:, t]`` predicts ``ids[:, t]``."""

@@ -50,17 +50,12 @@ def gpt_tables(gpt) -> tuple[torch.Tensor, list[str]]:
 
 
 def lm_logits(gpt, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The GPT's forward pass with ``rows`` [V', D or 2D] as its token table(s): ids [B, T] in [0, V') -> [B, T, V'].
-
-    Position t predicts ids[:, t] from the start embedding and ids[:, :t], as ``GPT.forward`` does."""
+    """The GPT's forward pass with ``rows`` [V', D] (tied) or [V', 2D] (input | output) as its token table(s):
+    ids [B, T] in [0, V') -> [B, T, V'] (``GPT.forward_with_tables``)."""
     dim = gpt.token_embedding.weight.shape[1]
-    input_rows, output_rows = (rows, rows) if rows.shape[1] == dim else (rows[:, :dim], rows[:, dim:])
-    start = gpt.start_embedding(torch.full((ids.shape[0],), gpt.num_classes, device=ids.device))  # null class
-    x = torch.cat([start[:, None], F.embedding(ids[:, :-1], input_rows)], dim=1)  # [B, T, D]
-    h = x + gpt.position_embedding(torch.arange(ids.shape[1], device=ids.device))
-    for block in gpt.blocks:
-        h = block(h)
-    return F.linear(gpt.norm(h), output_rows)
+    if rows.shape[1] == dim:
+        return gpt.forward_with_tables(ids, rows)
+    return gpt.forward_with_tables(ids, rows[:, :dim], rows[:, dim:])
 
 
 @torch.no_grad()

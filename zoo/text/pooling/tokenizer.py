@@ -31,6 +31,7 @@ boundaries are computed the same way: windows of a text, with the predictor's re
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -167,20 +168,27 @@ class PoolingTokenizer(NeuralTokenizer, TextTokenizer):
     # -- spellings ---------------------------------------------------------------------------------------
     def refresh_spellings(self) -> None:
         """Recompute every code's greedy spelling from the current weights (after training changed them)."""
-        was_training = self.training
-        if was_training:
-            self.eval()
         rows, lengths = [], []
         codebook = self.codebook.detach()
-        for start in range(0, self.num_codes, SPELL_CHUNK):
-            data, length = self.decoder.spell(codebook[start : start + SPELL_CHUNK], self.max_bytes)
-            rows.append(data)
-            lengths.append(length)
+        with self._eval_mode():
+            for start in range(0, self.num_codes, SPELL_CHUNK):
+                data, length = self.decoder.spell(codebook[start : start + SPELL_CHUNK], self.max_bytes)
+                rows.append(data)
+                lengths.append(length)
         self.spelling_bytes.copy_(torch.cat(rows).to(torch.uint8))
         self.spelling_lengths.copy_(torch.cat(lengths))
-        if was_training:
-            self.train()
         self._spellings_stale, self._spelling_cache = False, None
+
+    @contextmanager
+    def _eval_mode(self):
+        """Eval mode for the block (the quantiser neither updates its codebook nor re-seeds codes), then the mode
+        the tokenizer was in, also when the block fails."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
 
     def spellings(self) -> list[bytes]:
         """Each code's spelling, as bytes."""
@@ -275,27 +283,23 @@ class PoolingTokenizer(NeuralTokenizer, TextTokenizer):
     def _codes(self, segments: list[bytes]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ids ``[N]``, latent ``[N, C]``, quantized ``[N, C]`` of segments, in eval mode, in chunks of a fixed shape
         (``CHUNK`` rows of a width fixed by each segment's length): a segment's code never depends on its batch."""
-        was_training = self.training
-        if was_training:  # eval mode: the quantiser neither updates its codebook nor re-seeds codes
-            self.eval()
         code_dim = self.quantizer.code_dim
         ids = torch.zeros(len(segments), dtype=torch.long, device=self.device)
         latent = torch.zeros(len(segments), code_dim, device=self.device)
         quantized = torch.zeros(len(segments), code_dim, device=self.device)
         lower = 0
-        for width in self._slot_buckets():
-            rows = [i for i, segment in enumerate(segments) if lower < len(segment) <= width]
-            lower = width
-            for start in range(0, len(rows), CHUNK):
-                part = rows[start : start + CHUNK]
-                chunk = [segments[i] for i in part] + [b"\0"] * (CHUNK - len(part))  # filler keeps the shape fixed
-                out = self._quantize(self.encoder(*self._pack(chunk, width)))
-                index = torch.tensor(part, dtype=torch.long, device=self.device)
-                ids[index] = out.indices.reshape(-1)[: len(part)]
-                latent[index] = rearrange(out.latent, "1 c 1 n -> n c")[: len(part)]
-                quantized[index] = rearrange(out.quantized, "1 c 1 n -> n c")[: len(part)]
-        if was_training:
-            self.train()
+        with self._eval_mode():
+            for width in self._slot_buckets():
+                rows = [i for i, segment in enumerate(segments) if lower < len(segment) <= width]
+                lower = width
+                for start in range(0, len(rows), CHUNK):
+                    part = rows[start : start + CHUNK]
+                    chunk = [segments[i] for i in part] + [b"\0"] * (CHUNK - len(part))  # filler: a fixed shape
+                    out = self._quantize(self.encoder(*self._pack(chunk, width)))
+                    index = torch.tensor(part, dtype=torch.long, device=self.device)
+                    ids[index] = out.indices.reshape(-1)[: len(part)]
+                    latent[index] = rearrange(out.latent, "1 c 1 n -> n c")[: len(part)]
+                    quantized[index] = rearrange(out.quantized, "1 c 1 n -> n c")[: len(part)]
         return ids, latent, quantized
 
     def _segment_codes(self, segments: list[bytes]) -> list[int]:
