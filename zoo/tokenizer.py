@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -141,6 +142,17 @@ class NeuralTokenizer(PretrainedModule, Tokenizer):
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors for ids, as a generator consuming these tokens would use them."""
         raise ZooError(f"{type(self).__name__} does not define embed(ids)")
+
+    @contextmanager
+    def evaluating(self):
+        """Eval mode for the block (quantisers neither update their codebooks nor re-seed codes, dropout is off),
+        then the mode the network was in, also when the block fails."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
 
     def training_losses(self, batch: dict, step: int) -> TokenizerOutput:
         """Default: run ``forward`` on the batch's input for this modality."""

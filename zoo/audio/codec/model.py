@@ -149,7 +149,7 @@ class CodecTokenizer(NeuralTokenizer):
         levels = choose_levels(n_q, self.quantizer.num_levels, self.n_q)
         frames = (lengths + self.hop - 1) // self.hop
         ids = torch.full((x.shape[0], int(frames.max()) if len(frames) else 0, levels), -1, dtype=torch.long)
-        with self._evaluating():
+        with self.evaluating():
             for length, rows in groups_by_length(lengths):
                 clip = self._padded(x[rows, :length].to(self.device))
                 codes = self.quantizer(self.encoder(clip[:, None])).ids  # [b, n, q]
@@ -161,7 +161,7 @@ class CodecTokenizer(NeuralTokenizer):
         """``AudioTokens`` (or ids ``[B, N, n]`` / ``[B, N]``) -> audio ``[B, N * hop]``, silent past each length."""
         ids, frames = unpack_audio_tokens(tokens, self._checked_ids)
         audio = torch.zeros(ids.shape[0], ids.shape[1] * self.hop)
-        with self._evaluating():
+        with self.evaluating():
             for length, rows in groups_by_length(frames):
                 latent = self.quantizer.ids_to_latent(ids[rows, :length].to(self.device))
                 audio[rows, : length * self.hop] = self.decoder(latent)[:, 0].float().cpu()
@@ -186,15 +186,6 @@ class CodecTokenizer(NeuralTokenizer):
     def _padded(self, audio: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` zero-padded at the end to whole frames."""
         return F.pad(audio, (0, -audio.shape[-1] % self.hop))
-
-    @contextmanager
-    def _evaluating(self):
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> TokenizerOutput:
         """Reconstruct a batch as one tensor (no length grouping, no GAN terms): ``output [B, T]``, the losses."""

@@ -31,7 +31,6 @@ boundaries are computed the same way: windows of a text, with the predictor's re
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -170,7 +169,7 @@ class PoolingTokenizer(NeuralTokenizer, TextTokenizer):
         """Recompute every code's greedy spelling from the current weights (after training changed them)."""
         rows, lengths = [], []
         codebook = self.codebook.detach()
-        with self._eval_mode():
+        with self.evaluating():
             for start in range(0, self.num_codes, SPELL_CHUNK):
                 data, length = self.decoder.spell(codebook[start : start + SPELL_CHUNK], self.max_bytes)
                 rows.append(data)
@@ -178,17 +177,6 @@ class PoolingTokenizer(NeuralTokenizer, TextTokenizer):
         self.spelling_bytes.copy_(torch.cat(rows).to(torch.uint8))
         self.spelling_lengths.copy_(torch.cat(lengths))
         self._spellings_stale, self._spelling_cache = False, None
-
-    @contextmanager
-    def _eval_mode(self):
-        """Eval mode for the block (the quantiser neither updates its codebook nor re-seeds codes), then the mode
-        the tokenizer was in, also when the block fails."""
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
 
     def spellings(self) -> list[bytes]:
         """Each code's spelling, as bytes."""
@@ -288,7 +276,7 @@ class PoolingTokenizer(NeuralTokenizer, TextTokenizer):
         latent = torch.zeros(len(segments), code_dim, device=self.device)
         quantized = torch.zeros(len(segments), code_dim, device=self.device)
         lower = 0
-        with self._eval_mode():
+        with self.evaluating():
             for width in self._slot_buckets():
                 rows = [i for i, segment in enumerate(segments) if lower < len(segment) <= width]
                 lower = width
